@@ -1,0 +1,3 @@
+from checkpost.cli import main
+
+raise SystemExit(main())

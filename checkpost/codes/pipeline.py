@@ -1,0 +1,404 @@
+"""The one code-format pipeline: every code any station scans goes through `Verifier.verify`.
+
+    text ─ unprefix ─ Base45 ─ zlib ─ COSE_Sign1 ─ CBOR claims ─ signature ─ expiry ─ schema
+         ─ key usage ─ revocation                      (HC1, HP1, SR1: signed formats)
+    text ─ pattern                                     (tube and box codes)
+
+Every step reports pass/fail in `Decoded.steps` (absent where not reached or not applicable)
+and every failure adds a reason; nothing raises past `verify`. Steps go on as far as the data
+allows even after a failure (a forged pass is still decoded, and its expiry still checked),
+so that one look at the result says everything that is wrong with a code. The verdict is
+the policy engine's job (`checkpost.policy`); a code with any failed step never passes.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import cbor2
+import msgspec
+
+from checkpost.codes import cose
+from checkpost.codes.base45 import Base45Error, b45decode
+from checkpost.codes.claims import (
+    CLAIM_EXP,
+    CLAIM_HCERT,
+    CLAIM_IAT,
+    CLAIM_ISS,
+    CLAIM_OF_FORMAT,
+    STRUCT_OF_FORMAT,
+)
+from checkpost.codes.cose import MAP_TYPES
+from checkpost.codes.dcc import SchemaStore, certificate_ids, dcc_type
+from checkpost.codes.trust import TrustEntry, TrustStore, hashed_id
+from checkpost.reasons import Reason, reason
+
+SIGNED_FORMATS = ("HC1", "HP1", "SR1")
+STEPS = (
+    "picture",
+    "unprefix",
+    "base45",
+    "zlib",
+    "cose",
+    "cbor",
+    "signature",
+    "expiry",
+    "schema",
+    "key_usage",
+    "revocation",
+)
+# A decompression bomb must not take a unit's memory: real certificates are a few kB.
+MAX_INFLATED = 64 * 1024
+MAX_TEXT = 8 * 1024
+
+
+@dataclass(slots=True)
+class CodePatterns:
+    """Plain-text codes: tubes (Code 128 or QR labels) and transfer boxes."""
+
+    tube: tuple[str, ...] = (r"\d{10,14}",)
+    box: tuple[str, ...] = (r"BOX\d{6,10}",)
+    _tube: list[re.Pattern[str]] = field(default_factory=list, repr=False)
+    _box: list[re.Pattern[str]] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        self._tube = [re.compile(p) for p in self.tube]
+        self._box = [re.compile(p) for p in self.box]
+
+    def kind(self, text: str) -> str | None:
+        if any(p.fullmatch(text) for p in self._box):
+            return "box"
+        if any(p.fullmatch(text) for p in self._tube):
+            return "tube"
+        return None
+
+
+class Decoded:
+    """Everything the pipeline learnt about one code.
+
+    A plain slotted class rather than a dataclass: one is built per scan, and the generated
+    dataclass __init__ with default factories costs several times a hand-written one.
+    """
+
+    __slots__ = (
+        "alg",
+        "claims",
+        "content",
+        "exp",
+        "format",
+        "iat",
+        "issuer",
+        "kid",
+        "reasons",
+        "signer",
+        "steps",
+        "text",
+    )
+
+    def __init__(self, text: str, format: str = "unknown") -> None:
+        self.text = text
+        self.format = format
+        self.steps: dict[str, bool] = {}
+        self.reasons: list[Reason] = []
+        self.kid: bytes | None = None
+        self.alg: int | None = None
+        self.issuer: str | None = None
+        self.claims: Mapping[Any, Any] | None = None
+        self.content: Any = None  # HealthPass / SamplingRegistration struct, or the DCC dict
+        self.iat: float | None = None
+        self.exp: float | None = None
+        self.signer: TrustEntry | None = None
+
+    def __repr__(self) -> str:
+        return f"Decoded(format={self.format!r}, steps={self.steps}, reasons={self.reasons})"
+
+    @property
+    def valid(self) -> bool:
+        """All steps passed: the code is genuine, current and well-formed."""
+        return not self.reasons and all(self.steps.values())
+
+    def fail(self, step: str, why: Reason) -> None:
+        self.steps[step] = False
+        self.reasons.append(why)
+
+    def payload_json(self) -> dict[str, Any] | None:
+        if self.claims is None:
+            return None
+        return {_claim_name(k): json_safe(v) for k, v in self.claims.items()}
+
+
+_CLAIM_NAMES = {CLAIM_ISS: "iss", CLAIM_EXP: "exp", CLAIM_IAT: "iat", CLAIM_HCERT: "hcert"}
+_CLAIM_NAMES.update({v: k.lower() for k, v in CLAIM_OF_FORMAT.items() if k != "HC1"})
+
+
+def _claim_name(key: Any) -> str:
+    return _CLAIM_NAMES.get(key, str(key))
+
+
+def _json_hook(value: Any) -> Any:
+    if isinstance(value, cbor2.frozendict):
+        return dict(value)
+    if isinstance(value, cbor2.CBORTag):
+        return {"tag": value.tag, "value": value.value}
+    if isinstance(value, cbor2.CBORSimpleValue | cbor2.undefined.__class__):
+        return None
+    return str(value)
+
+
+_to_json = msgspec.json.Encoder(enc_hook=_json_hook).encode
+_from_json = msgspec.json.Decoder().decode
+
+
+def json_safe(value: Any) -> Any:
+    """Decoded CBOR as JSON data: byte strings as base64, dates as ISO 8601 text, map keys as
+    text, NaN as null. One msgspec encode/decode round trip does it in C (a recursive Python
+    walk cost ~10x more on an EU certificate)."""
+    return _from_json(_to_json(value))
+
+
+def _is_zlib_header(data: bytes) -> bool:
+    """RFC 1950 header: deflate method (8), window ≤ 32 KiB, header checksum. Any window
+    size is valid (not only the 0x78 most encoders write)."""
+    if len(data) < 2:
+        return False
+    cmf, flg = data[0], data[1]
+    return cmf & 0x0F == 8 and cmf >> 4 <= 7 and (cmf * 256 + flg) % 31 == 0
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    return None
+
+
+class Verifier:
+    """Decodes and checks codes against a trust store; safe to share, never raises.
+
+    `hp1_max_age` caps an HP1 pass's life after its `iat` whatever its `exp` says: the app
+    refreshes every minute, so an older code is a screenshot.
+    """
+
+    def __init__(
+        self,
+        trust: TrustStore,
+        *,
+        schemas: SchemaStore | None = None,
+        patterns: CodePatterns | None = None,
+        skew: float = 60.0,
+        hp1_max_age: float = 180.0,
+    ) -> None:
+        self.trust = trust
+        self.schemas = schemas
+        self.patterns = patterns or CodePatterns()
+        self.skew = skew
+        self.hp1_max_age = hp1_max_age
+
+    def verify(self, text: str, now: float) -> Decoded:
+        try:
+            return self._verify(text, now)
+        except Exception as exc:  # pragma: no cover - a bug, but a scan must never crash
+            d = Decoded(text=text if isinstance(text, str) else repr(text))
+            d.reasons.append(reason("unreadable"))
+            d.reasons.append(Reason("internal_error", f"internal error: {exc}", f"内部错误：{exc}"))
+            return d
+
+    def _verify(self, text: str, now: float) -> Decoded:
+        text = text.strip()
+        d = Decoded(text=text)
+        if not text or len(text) > MAX_TEXT:
+            d.reasons.append(reason("unreadable"))
+            return d
+        head = text[:4]
+        if head[3:] == ":" and head[:3] in SIGNED_FORMATS:
+            d.format = head[:3]
+            d.steps["unprefix"] = True
+            self._signed(d, text[4:], now)
+            return d
+        kind = self.patterns.kind(text)
+        if kind is not None:
+            d.format = kind
+            return d
+        # Neither a known prefix nor a plain code: the unprefix step is what failed.
+        if text[:3] in SIGNED_FORMATS:
+            d.format = text[:3]
+        d.fail("unprefix", reason("unknown_format"))
+        return d
+
+    # -- signed formats -------------------------------------------------------------------
+
+    def _signed(self, d: Decoded, body: str, now: float) -> None:
+        try:
+            compressed = b45decode(body)
+        except Base45Error:
+            d.fail("base45", reason("base45"))
+            return
+        steps = d.steps
+        steps["base45"] = True
+
+        if _is_zlib_header(compressed):
+            try:
+                inflater = zlib.decompressobj()
+                raw = inflater.decompress(compressed, MAX_INFLATED)
+                if inflater.unconsumed_tail:
+                    raise zlib.error("inflated size exceeds limit")
+                if not inflater.eof:  # cut short: the Adler-32 trailer was never checked
+                    raise zlib.error("truncated stream")
+                steps["zlib"] = True
+            except zlib.error:
+                d.fail("zlib", reason("zlib"))
+                return
+        else:
+            # Not compressed: a step failure; decoding goes on so the rest can be reported.
+            d.fail("zlib", reason("zlib"))
+            raw = compressed
+
+        try:
+            msg = cose.parse_sign1(raw)
+        except cose.CoseError:
+            d.fail("cose", reason("cose"))
+            return
+        d.steps["cose"] = True
+        d.kid, d.alg = msg.kid, msg.alg
+
+        try:
+            claims = cbor2.loads(msg.payload)
+        except Exception:
+            d.fail("cbor", reason("cbor"))
+            claims = None
+        content = self._content(d, claims)
+        if content is None and "cbor" not in d.steps:
+            d.fail("cbor", reason("cbor"))
+        elif content is not None:
+            d.steps["cbor"] = True
+            d.claims, d.content = claims, content
+            iss = claims.get(CLAIM_ISS)
+            d.issuer = iss if isinstance(iss, str) else None
+
+        self._signature(d, msg)
+        if d.claims is None:
+            return
+        self._expiry(d, now)
+        self._schema(d)
+        self._key_usage(d)
+        self._revocation(d)
+
+    def _content(self, d: Decoded, claims: Any) -> Any:
+        if not isinstance(claims, MAP_TYPES):
+            return None
+        key = CLAIM_OF_FORMAT[d.format]
+        inner = claims.get(key)
+        if d.format == "HC1":
+            inner = inner.get(1) if isinstance(inner, MAP_TYPES) else None
+        return inner if isinstance(inner, MAP_TYPES) else None
+
+    def _signature(self, d: Decoded, msg: cose.Sign1) -> None:
+        if d.kid is None:
+            d.fail("signature", reason("no_kid"))
+            return
+        if d.kid in self.trust.revoked_kids:
+            d.fail("signature", reason("key_revoked"))
+            return
+        alg = d.alg
+        if alg not in cose.ALG_NAMES:
+            d.fail("signature", reason("bad_algorithm", alg=alg))
+            return
+        candidates = self.trust.candidates(d.kid)
+        if not candidates:
+            d.fail("signature", reason("unknown_key"))
+            return
+        tbs = msg.to_be_signed()
+        if len(candidates) > 1:  # keys allowed to sign this format first
+            candidates = sorted(candidates, key=lambda e: d.format not in e.kinds)
+        for entry in candidates:
+            if entry.cose_alg == alg and cose.verify_signature(
+                alg, entry.public_key, tbs, msg.signature, key_checked=True
+            ):
+                d.signer = entry
+                d.steps["signature"] = True
+                if d.issuer is None:
+                    d.issuer = entry.issuer
+                return
+        d.fail("signature", reason("bad_signature"))
+
+    def _expiry(self, d: Decoded, now: float) -> None:
+        claims = d.claims or {}
+        exp, iat = _number(claims.get(CLAIM_EXP)), _number(claims.get(CLAIM_IAT))
+        d.exp, d.iat = exp, iat
+        if exp is None:
+            d.fail("expiry", reason("no_expiry"))
+            return
+        if d.format == "HP1" and iat is not None:
+            exp = min(exp, iat + self.hp1_max_age)
+        if now > exp + self.skew:
+            d.fail("expiry", reason("expired"))
+        elif iat is not None and iat > now + self.skew:
+            d.fail("expiry", reason("not_yet_valid"))
+        elif d.signer is not None and not _key_valid_at(d.signer, now):
+            d.fail("expiry", reason("key_not_valid"))
+        else:
+            d.steps["expiry"] = True
+
+    def _schema(self, d: Decoded) -> None:
+        if d.format == "HC1":
+            if self.schemas is None:
+                d.fail("schema", reason("schema", detail="no DCC schemas configured"))
+                return
+            # CBOR may carry tagged dates; the schemas describe the JSON form.
+            d.content = json_safe(d.content)
+            problem = self.schemas.validate(d.content)
+            if problem is None and dcc_type(d.content) is None:
+                problem = "must hold exactly one of vaccination, test or recovery"
+            if problem:
+                d.fail("schema", reason("schema", detail=problem))
+                return
+            d.steps["schema"] = True
+            return
+        if not isinstance((d.claims or {}).get(CLAIM_ISS), str):
+            d.fail("schema", reason("schema", detail="issuer (claim 1) missing"))
+            return
+        try:
+            d.content = msgspec.convert(d.content, STRUCT_OF_FORMAT[d.format], strict=True)
+        except msgspec.ValidationError as exc:
+            d.fail("schema", reason("schema", detail=str(exc)[:120]))
+            return
+        d.steps["schema"] = True
+
+    def _key_usage(self, d: Decoded) -> None:
+        signer = d.signer
+        if signer is None:
+            return
+        if d.format not in signer.kinds:
+            d.fail("key_usage", reason("wrong_kind", kind=d.format))
+            return
+        if d.format == "HC1" and signer.dcc_types is not None:
+            kind = dcc_type(d.content)
+            if kind not in signer.dcc_types:
+                d.fail("key_usage", reason("key_usage"))
+                return
+        d.steps["key_usage"] = True
+
+    def _revocation(self, d: Decoded) -> None:
+        revoked = self.trust.revoked_ids
+        if d.format == "HC1":
+            ids = certificate_ids(d.content)
+        else:
+            sid = getattr(d.content, "sid", None)
+            if sid is None and isinstance(d.content, dict):
+                sid = d.content.get("sid")
+            ids = [sid] if isinstance(sid, str) else []
+        if revoked and any(hashed_id(i) in revoked for i in ids):
+            d.fail("revocation", reason("revoked"))
+        else:
+            d.steps["revocation"] = True
+
+
+def _key_valid_at(entry: TrustEntry, when: float) -> bool:
+    if entry.not_before is not None and when < entry.not_before:
+        return False
+    return not (entry.not_after is not None and when > entry.not_after)

@@ -1,0 +1,1 @@
+"""Command-line subcommands of the shared core; each module has ``register(subparsers)``."""

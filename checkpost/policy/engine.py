@@ -1,0 +1,187 @@
+"""The policy engine: one pure function from a decoded code and readings to a verdict.
+
+    decide(decoded, temperatures, station, now, policy) -> Verdict
+
+The same function runs offline on every unit and on the hub, so a unit's provisional verdict
+and the hub's confirmation can only differ when their inputs differ (trust list, policy
+version, city-wide state the hub adds on top). Nothing here reads a clock, a file or the
+network, and no threshold lives here: every policy decision is a rule of the bundle
+(`checkpost.policy.bundle`), compiled once and evaluated per scan. What stays in code is
+structural: a code that failed a pipeline step fails, and a station only takes the formats it
+serves. Verdicts rank FAIL > REMEASURE > REVIEW > PASS; every failed rule adds its reason and
+the worst verdict wins. A rule that cannot be evaluated (bad data) counts as failed, FAIL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import msgspec
+
+from checkpost.codes.claims import CLAIM_OF_FORMAT
+from checkpost.codes.pipeline import Decoded
+from checkpost.policy.bundle import Policy
+from checkpost.reasons import Reason, reason
+from checkpost.rules.certlogic import Failure, is_falsy
+
+VerdictName = Literal["PASS", "REVIEW", "REMEASURE", "FAIL"]
+Station = Literal["checkpoint", "gate", "sampling", "transfer"]
+RANK: dict[str, int] = {"PASS": 0, "REVIEW": 1, "REMEASURE": 2, "FAIL": 3}
+# Which formats each kind of station takes.
+ACCEPTS: dict[str, tuple[str, ...]] = {
+    "checkpoint": ("HP1", "HC1"),
+    "gate": ("HP1", "HC1"),
+    "sampling": ("SR1", "tube", "box"),
+    "transfer": ("box", "tube"),
+}
+STATION_NAMES_ZH = {
+    "checkpoint": "检查站",
+    "gate": "小区门岗",
+    "sampling": "采样点",
+    "transfer": "转运点",
+}
+_DCC_TYPES = (("v", "Vaccination"), ("t", "Test"), ("r", "Recovery"))
+_CLAIM = CLAIM_OF_FORMAT
+
+
+class Verdict(msgspec.Struct, frozen=True):
+    verdict: VerdictName
+    reasons: list[Reason]
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "PASS"
+
+
+class _Acc:
+    """Collects (verdict, reason) pairs; the worst verdict wins."""
+
+    __slots__ = ("level", "reasons")
+
+    def __init__(self) -> None:
+        self.level: VerdictName = "PASS"
+        self.reasons: list[Reason] = []
+
+    def add(self, level: str, why: Reason) -> None:
+        if RANK[level] > RANK[self.level]:
+            self.level = level  # type: ignore[assignment]
+        self.reasons.append(why)
+
+    def verdict(self) -> Verdict:
+        return Verdict(self.level, self.reasons)
+
+
+def station_for(fmt: str) -> Station:
+    """The station kind a code belongs to, when the caller does not say (e.g. `verify`)."""
+    return "sampling" if fmt in ("SR1", "tube", "box") else "checkpoint"
+
+
+def _run(
+    acc: _Acc, policy: Policy, kind: str, data: Any, temps: Sequence[float] | None = None
+) -> None:
+    """Evaluate the policy's rules of `kind` on `data`; every miss adds its reason. A value
+    that is falsy fails with the rule's verdict; one that is neither truthy nor falsy, or a
+    spec error, means the rule could not be decided: FAIL (fail closed)."""
+    fused = policy.fused.get(kind)
+    if fused is None:
+        return
+    misses = fused.misses(data)
+    if not misses:
+        return
+    rules = policy.rules[kind]
+    temp = f"{temps[-1]:.1f}" if temps else ""
+    for index, value in misses:
+        pr = rules[index]
+        en = pr.en.replace("{temp}", temp)
+        zh = pr.zh.replace("{temp}", temp)
+        if type(value) is not Failure and is_falsy(value):
+            acc.add(pr.verdict, Reason(pr.reason, en, zh))
+        else:
+            detail = value.message if type(value) is Failure else f"value {value!r}"
+            en = f"{en} (rule {pr.rule.identifier} could not be evaluated: {detail})"
+            acc.add("FAIL", Reason(pr.reason, en, zh))
+
+
+def decide(
+    decoded: Decoded,
+    temperatures: Sequence[float] | None,
+    station: Station | None,
+    now: float,
+    policy: Policy,
+) -> Verdict:
+    """The verdict for one scan.
+
+    `temperatures` is None when this decision does not involve a thermometer (a code check
+    only); an empty sequence means the station measures but has no reading, which asks for
+    a measurement.
+    """
+    acc = _Acc()
+    if not decoded.valid:
+        for why in decoded.reasons or [reason("unreadable")]:
+            acc.add("FAIL", why)
+        return acc.verdict()
+    station = station or station_for(decoded.format)
+    fmt = decoded.format
+    if fmt not in ACCEPTS.get(station, ()):
+        zh_station = STATION_NAMES_ZH.get(station, station)
+        why = reason("wrong_station", kind=fmt, station=station)
+        acc.add("FAIL", Reason(why.code, why.en, why.zh.replace(station, zh_station, 1)))
+        return acc.verdict()
+    if fmt == "HP1" or fmt == "SR1":
+        claims = decoded.claims or {}
+        external = {"now": int(now), "iat": int(decoded.iat or 0), "exp": int(decoded.exp or 0)}
+        _run(acc, policy, fmt, {"payload": claims.get(_CLAIM[fmt]), "external": external})
+    elif fmt == "HC1":
+        _eu_certificate(acc, decoded, now, policy)
+    if temperatures is not None and (station == "checkpoint" or station == "gate"):
+        # Rules see readings newest first, in tenths of a degree (CertLogic compares integers).
+        readings = [round(t * 10) for t in temperatures[::-1]]
+        data = {"external": {"readings": readings, "readingCount": len(readings)}}
+        _run(acc, policy, "Temperature", data, temperatures)
+    return acc.verdict()
+
+
+def _eu_certificate(acc: _Acc, decoded: Decoded, now: float, policy: Policy) -> None:
+    dcc = decoded.content
+    clock = dt.datetime.fromtimestamp(int(now), dt.UTC).isoformat().replace("+00:00", "Z")
+    kinds = [name for key, name in _DCC_TYPES if isinstance(dcc, dict) and dcc.get(key)]
+    if len(kinds) != 1:
+        acc.add("FAIL", reason("hc1_no_entry"))
+        return
+    country = policy.hc1.accept_country
+    if country and policy.eu_rules is not None:
+        report = policy.eu_rules.check(
+            dcc,
+            country=country,
+            clock=clock,
+            value_sets=policy.value_sets,
+            exp=decoded.exp,
+            iat=decoded.iat,
+        )
+        for result in (*report.failed, *report.open):
+            rule = result.rule
+            text_zh = rule.descriptions.get("zh") or rule.description("en")
+            acc.add(
+                "FAIL",
+                Reason(
+                    "hc1_rule",
+                    f"{rule.identifier}: {rule.description('en')}",
+                    f"{rule.identifier}：{text_zh}",
+                ),
+            )
+        return
+    latest = dt.datetime.fromtimestamp(int(now + policy.clock.skew_seconds), dt.UTC)
+    external = {
+        "validationClock": clock,
+        # The latest instant another clock may show: what "in the future" is measured from.
+        "validationClockLatest": latest.isoformat().replace("+00:00", "Z"),
+        "now": int(now),
+        "iat": int(decoded.iat or 0),
+        "exp": int(decoded.exp or 0),
+        "valueSets": policy.value_sets,
+    }
+    data = {"payload": dcc, "external": external}
+    _run(acc, policy, "General", data)
+    _run(acc, policy, kinds[0], data)

@@ -1,0 +1,362 @@
+"""Typed messages of the unit <-> hub protocol, encoded as JSON with msgspec.
+
+JSON rather than CBOR or protobuf: a message is a few hundred bytes, msgspec decodes one
+into a typed struct in about a microsecond, and an operator can read traffic with
+`mosquitto_sub`. Every message carries `v` (the protocol version). Fields may be added
+within a version (decoders ignore fields they do not know); anything else bumps `v`, and a
+decoder rejects a version it does not know with `ProtocolError("unknown_version", ...)`
+instead of a confusing field error.
+
+Events are a tagged union on `kind`. Every event carries its id (UUIDv7 made on the unit),
+the unit id (which must equal the topic's), a per-unit sequence number and the unit's clock.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from checkpost.protocol.ids import UUID7_PATTERN
+from checkpost.reasons import Reason
+
+PROTOCOL_VERSION = 1
+# Largest payload any decoder looks at. A scan's code is at most 8 kB (the pipeline's
+# MAX_TEXT); anything bigger is hostile or broken and is rejected before parsing.
+MAX_PAYLOAD = 64 * 1024
+
+EventId = Annotated[str, msgspec.Meta(pattern=UUID7_PATTERN, description="UUIDv7, lowercase")]
+UnitId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9-]{1,32}$")]
+Seq = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+Clock = Annotated[float, msgspec.Meta(ge=0, le=1e11, description="unit clock, epoch s")]
+Code = Annotated[str, msgspec.Meta(min_length=1, max_length=8192)]
+Short = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Text = Annotated[str, msgspec.Meta(max_length=500)]
+Celsius = Annotated[float, msgspec.Meta(ge=-50, le=150)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=100_000)]
+Verdict = Literal["PASS", "REVIEW", "REMEASURE", "FAIL"]
+Version = Literal[1]
+
+
+class ProtocolError(ValueError):
+    """A message that cannot be accepted; `reason` is a stable code for metrics and logs."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")
+
+
+# -- events (unit -> hub) -------------------------------------------------------------------
+
+
+class _Event(msgspec.Struct, tag_field="kind", frozen=True, kw_only=True):
+    v: Version = 1
+    id: EventId
+    unit: UnitId
+    seq: Seq
+    ts: Clock
+
+
+class Scan(_Event, tag="scan", frozen=True, kw_only=True):
+    """A code scanned at a checkpoint or gate, as the unit decided it locally."""
+
+    code: Code
+    station: Literal["checkpoint", "gate"] = "checkpoint"
+    fmt: Annotated[str, msgspec.Meta(max_length=8)] = ""  # format as the unit read it
+    local: Verdict | None = None  # the unit's own (provisional) verdict
+    # Readings used, in order; None when no thermometer takes part (gate without one).
+    temps: list[Celsius] | None = None
+    readings: list[EventId] = msgspec.field(default_factory=list)  # their Temperature ids
+    vehicle: EventId | None = None  # the VehicleOpen this occupant belongs to
+    frame_ms: Annotated[float, msgspec.Meta(ge=0, le=600_000)] | None = None  # frame->read
+
+
+class Temperature(_Event, tag="temp", frozen=True, kw_only=True):
+    celsius: Celsius
+    sensor: Annotated[str, msgspec.Meta(max_length=64)] = ""
+
+
+class VehicleOpen(_Event, tag="vehicle_open", frozen=True, kw_only=True):
+    """A vehicle (one group of occupants). Its event id names the vehicle afterwards."""
+
+    plate: Annotated[str, msgspec.Meta(min_length=1, max_length=16)]
+
+
+class VehicleClose(_Event, tag="vehicle_close", frozen=True, kw_only=True):
+    vehicle: EventId
+    occupants: Count = 0
+
+
+class VehicleTurnBack(_Event, tag="vehicle_turn_back", frozen=True, kw_only=True):
+    vehicle: EventId
+    why: Text = ""
+
+
+class TubeOpen(_Event, tag="tube_open", frozen=True, kw_only=True):
+    """A sampling tube opened at a table; a tube code opens once, ever, city-wide."""
+
+    tube: Short
+    pool: Annotated[int, msgspec.Meta(ge=1, le=50)]
+    round: Short  # campaign + date, e.g. "2022-04-02-a"; a person is sampled once per round
+    table: Annotated[str, msgspec.Meta(max_length=32)] = ""
+
+
+class Override(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Staff lifting a rule for one action, with a reason that is stored."""
+
+    staff: Short
+    why: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+
+
+class TubeAdd(_Event, tag="tube_add", frozen=True, kw_only=True):
+    """A person (their SR1 registration code) sampled into an open tube."""
+
+    tube: Short
+    code: Code  # SR1 text as scanned
+    override: Override | None = None  # sample again in this round
+
+
+class TubeClose(_Event, tag="tube_close", frozen=True, kw_only=True):
+    tube: Short
+    count: Count  # people in the tube as the unit counted them
+
+
+class BoxOpen(_Event, tag="box_open", frozen=True, kw_only=True):
+    box: Short
+
+
+class BoxAdd(_Event, tag="box_add", frozen=True, kw_only=True):
+    box: Short
+    tube: Short
+
+
+class BoxSeal(_Event, tag="box_seal", frozen=True, kw_only=True):
+    box: Short
+    tubes: Count
+
+
+class Handover(_Event, tag="handover", frozen=True, kw_only=True):
+    """A sealed box changes hands; counts are checked against what the hub knows."""
+
+    box: Short
+    tubes: Count
+    samples: Count
+    handler: Short
+    place: Literal["site", "transfer", "lab"] = "site"
+    seal_intact: bool = True
+
+
+class Undo(_Event, tag="undo", frozen=True, kw_only=True):
+    target: EventId
+    why: Text = ""
+
+
+class StaffOverride(_Event, tag="override", frozen=True, kw_only=True):
+    """Staff overriding the verdict of an earlier event (kept for audit)."""
+
+    target: EventId
+    verdict: Verdict
+    staff: Short
+    why: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+
+
+Event = (
+    Scan
+    | Temperature
+    | VehicleOpen
+    | VehicleClose
+    | VehicleTurnBack
+    | TubeOpen
+    | TubeAdd
+    | TubeClose
+    | BoxOpen
+    | BoxAdd
+    | BoxSeal
+    | Handover
+    | Undo
+    | StaffOverride
+)
+EVENT_TYPES: dict[str, type[Any]] = {
+    t.__struct_config__.tag: t  # type: ignore[attr-defined]
+    for t in (
+        Scan,
+        Temperature,
+        VehicleOpen,
+        VehicleClose,
+        VehicleTurnBack,
+        TubeOpen,
+        TubeAdd,
+        TubeClose,
+        BoxOpen,
+        BoxAdd,
+        BoxSeal,
+        Handover,
+        Undo,
+        StaffOverride,
+    )
+}
+
+
+# -- hub -> unit ----------------------------------------------------------------------------
+
+
+class Result(msgspec.Struct, frozen=True, kw_only=True):
+    """The hub's answer to one event, sent only after the event is durably stored.
+
+    `ok` says whether the event was accepted into city-wide state; `verdict` is set for
+    scans. `dup` is true when the event id was stored before and this is the stored answer
+    again. `flags` carry extra findings (e.g. "replay").
+    """
+
+    v: Version = 1
+    id: EventId
+    ok: bool
+    verdict: Verdict | None = None
+    reasons: list[Reason] = msgspec.field(default_factory=list)
+    flags: list[str] = msgspec.field(default_factory=list)
+    policy: str = ""
+    at: float = 0.0  # hub clock when decided
+    dup: bool = False
+
+
+class Command(msgspec.Struct, frozen=True, kw_only=True):
+    """A request to one unit; the unit answers with a CommandAck carrying the same `req`."""
+
+    v: Version = 1
+    req: EventId
+    cmd: Literal["rebirth", "reload_policy", "reload_trust", "flush_outbox", "set_list"]
+    args: dict[str, Any] = msgspec.field(default_factory=dict)
+    at: float = 0.0
+
+
+class CommandAck(msgspec.Struct, frozen=True, kw_only=True):
+    v: Version = 1
+    req: EventId
+    unit: UnitId
+    ok: bool
+    error: Text = ""
+
+
+# -- presence and fleet ---------------------------------------------------------------------
+
+
+class UnitStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """Retained on `units/<unit>/status`. The last will carries the same `session`, so a
+    late "offline" from an earlier session is never mistaken for the current one."""
+
+    v: Version = 1
+    unit: UnitId
+    state: Literal["online", "offline", "alert"]
+    session: Annotated[int, msgspec.Meta(ge=0)]
+    station: Literal["checkpoint", "gate", "sampling", "transfer"] | None = None
+    ts: Clock = 0.0
+    policy: str = ""
+    trust: str = ""
+    agent: str = ""
+
+
+class Telemetry(msgspec.Struct, frozen=True, kw_only=True):
+    v: Version = 1
+    unit: UnitId
+    ts: Clock
+    queue_depth: Count = 0  # events waiting in the unit's outbox
+    queue_oldest_s: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    cpu_temp: float | None = None
+    undervolt: bool = False
+    camera_ok: bool | None = None
+    thermometer_ok: bool | None = None
+    verdict_p99_ms: float | None = None
+
+
+class HubStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """Retained on `hub/status` (birth "online", will "offline", same session number).
+    Units republish their status and resend their outbox when the hub comes back."""
+
+    v: Version = 1
+    state: Literal["online", "offline"]
+    session: Annotated[int, msgspec.Meta(ge=0)]
+    ts: float = 0.0
+    policy: str = ""
+    trust: str = ""
+
+
+class PolicyAnnounce(msgspec.Struct, frozen=True, kw_only=True):
+    v: Version = 1
+    version: str
+    name: str = ""
+
+
+class TrustAnnounce(msgspec.Struct, frozen=True, kw_only=True):
+    v: Version = 1
+    version: str
+    entries: Count = 0
+
+
+class Alert(msgspec.Struct, frozen=True, kw_only=True):
+    """Something a human must look at, e.g. a unit publishing as another unit."""
+
+    v: Version = 1
+    code: Short
+    unit: str = ""
+    detail: Text = ""
+    at: float = 0.0
+
+
+# -- codecs ---------------------------------------------------------------------------------
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(msg: msgspec.Struct) -> bytes:
+    return _encoder.encode(msg)
+
+
+class _Header(msgspec.Struct):
+    """Just enough to classify a message that failed to decode."""
+
+    v: Any = None
+    kind: Any = None
+
+
+_header = msgspec.json.Decoder(_Header)
+
+
+def _make(cls: Any) -> Any:
+    decoder = msgspec.json.Decoder(cls)
+
+    def decode(data: bytes | bytearray | memoryview | str) -> Any:
+        if len(data) > MAX_PAYLOAD:
+            raise ProtocolError("too_large", f"{len(data)} bytes > {MAX_PAYLOAD}")
+        try:
+            return decoder.decode(data)
+        except msgspec.ValidationError as exc:
+            raise _classify(data, exc) from None
+        except msgspec.DecodeError as exc:
+            raise ProtocolError("not_json", str(exc)[:200]) from None
+
+    return decode
+
+
+def _classify(data: Any, exc: msgspec.ValidationError) -> ProtocolError:
+    try:
+        head = _header.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return ProtocolError("not_object", str(exc)[:200])
+    if head.v is not None and head.v != PROTOCOL_VERSION:
+        return ProtocolError(
+            "unknown_version", f"protocol version {head.v!r} not supported (this hub speaks 1)"
+        )
+    kind = head.kind
+    if "kind" in str(exc) and isinstance(kind, str) and kind not in EVENT_TYPES:
+        return ProtocolError("unknown_kind", f"unknown event kind {kind[:40]!r}")
+    return ProtocolError("invalid", str(exc)[:200])
+
+
+decode_event = _make(Event)
+decode_result = _make(Result)
+decode_command = _make(Command)
+decode_command_ack = _make(CommandAck)
+decode_unit_status = _make(UnitStatus)
+decode_telemetry = _make(Telemetry)
+decode_hub_status = _make(HubStatus)

@@ -1,0 +1,240 @@
+"""Trust-list and policy updates arriving over MQTT: checked, then applied atomically.
+
+A document is accepted only when its signature verifies under the unit's configured signer
+keys and it is newer than what the unit holds (trust lists: a higher ``version``; policy
+bundles: a later ``issued_at`` and a different content hash). Acceptance builds a complete
+new Verifier/Policy first and swaps one reference (:class:`Documents.context`), so a scan
+is decided wholly under the old or wholly under the new documents, never a mix. The
+document is cached in the data folder (write to a temporary file, fsync, rename) so a unit
+restarted without its hub starts from the newest list it has seen.
+
+The hub currently announces only versions on ``hub/policy`` and ``hub/trust``
+(PolicyAnnounce, TrustAnnounce); a bare announcement of a version the unit does not hold
+is recorded (``announced``) and shown as "update pending" — the signed document itself has
+to reach the unit, on the same retained topic.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from checkpost.codes import CodePatterns, Verifier
+from checkpost.codes.trust import TrustListError, TrustStore, store_from_body, verify_trust_document
+from checkpost.runtime import Context
+
+log = logging.getLogger("checkpost.edge.documents")
+
+
+class DocumentError(ValueError):
+    """A pushed document was refused; the message says why (signature, version, format)."""
+
+
+@dataclass(slots=True)
+class DocState:
+    version: str = ""
+    issued_at: float | None = None  # epoch seconds (from the document)
+    applied_at: float | None = None  # when this unit applied it
+    announced: str = ""  # latest version the hub announced
+    last_error: str = ""
+
+
+def _epoch(text: str) -> float | None:
+    if not text:
+        return None
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+class Documents:
+    """Holds the current Context and swaps it when a newer signed document arrives."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        data_dir: Path,
+        *,
+        trust_keys: list[Any],
+        policy_keys: list[Any],
+        accept_demo: bool = False,
+        trust_max_age_h: float = 72.0,
+    ) -> None:
+        self.context = ctx
+        self.data_dir = data_dir
+        self.trust_keys = trust_keys
+        self.policy_keys = policy_keys or trust_keys
+        self.accept_demo = accept_demo
+        self.trust_max_age_h = trust_max_age_h
+        self._lock = threading.Lock()
+        self.trust = DocState(
+            version=str(ctx.trust.version),
+            issued_at=_epoch(ctx.trust.issued_at),
+            applied_at=time.time(),
+        )
+        self.policy = DocState(
+            version=ctx.policy.version,
+            issued_at=_epoch(getattr(ctx.policy, "issued_at", "")),
+            applied_at=time.time(),
+        )
+
+    # -- cache ------------------------------------------------------------------------------
+
+    @property
+    def trust_cache(self) -> Path:
+        return self.data_dir / "trustlist.json"
+
+    @property
+    def policy_cache(self) -> Path:
+        return self.data_dir / "policy.json"
+
+    def load_cached(self) -> list[str]:
+        """Apply cached documents newer than the configured ones; returns what was applied."""
+        applied = []
+        for kind, path in (("trust", self.trust_cache), ("policy", self.policy_cache)):
+            if path.exists():
+                try:
+                    self.apply(kind, path.read_bytes(), persist=False)
+                    applied.append(kind)
+                except DocumentError as exc:
+                    log.info("cached %s not applied: %s", kind, exc)
+        return applied
+
+    def _persist(self, path: Path, payload: bytes) -> None:
+        """Atomic replace; a full disk keeps the old cache (the update still applies)."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            with open(tmp, "wb") as fh:
+                fh.write(payload)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.error("cannot cache %s: %s", path.name, exc)
+
+    # -- applying ---------------------------------------------------------------------------
+
+    def apply(
+        self, kind: str, payload: bytes, *, persist: bool = True, now: float | None = None
+    ) -> bool:
+        """Check and apply one pushed document. Returns True when the context changed,
+        False for an announcement only; raises DocumentError when refused."""
+        now = time.time() if now is None else now
+        try:
+            doc = json.loads(payload)
+        except ValueError as exc:
+            raise self._refuse(kind, f"not JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise self._refuse(kind, "not a JSON object")
+        if kind == "trust":
+            if "trust_list" not in doc:
+                self.trust.announced = str(doc.get("version", ""))
+                return False
+            return self._apply_trust(doc, payload, persist, now)
+        if kind == "policy":
+            if "policy" not in doc:
+                self.policy.announced = str(doc.get("version", ""))
+                return False
+            return self._apply_policy(doc, payload, persist, now)
+        raise self._refuse(kind, "unknown document kind")
+
+    def _refuse(self, kind: str, why: str) -> DocumentError:
+        state = self.trust if kind == "trust" else self.policy
+        state.last_error = why
+        log.warning("%s update refused: %s", kind, why)
+        return DocumentError(f"{kind} update refused: {why}")
+
+    def _apply_trust(self, doc: dict[str, Any], payload: bytes, persist: bool, now: float) -> bool:
+        try:
+            body = verify_trust_document(doc, self.trust_keys)
+            store = store_from_body(body, accept_demo=self.accept_demo)
+        except TrustListError as exc:
+            raise self._refuse("trust", str(exc)) from None
+        with self._lock:
+            old = self.context
+            if store.version <= old.trust.version:
+                raise self._refuse(
+                    "trust", f"version {store.version} is not newer than {old.trust.version}"
+                )
+            verifier = _verifier(store, old)
+            if persist:  # cached first: what is in use is always what a restart finds
+                self._persist(self.trust_cache, payload)
+            self.context = Context(verifier, old.policy, store)  # one reference swap
+            self.trust = DocState(
+                str(store.version), _epoch(store.issued_at), now, self.trust.announced
+            )
+        log.info("trust list version %s applied (%d keys)", store.version, len(store))
+        return True
+
+    def _apply_policy(self, doc: dict[str, Any], payload: bytes, persist: bool, now: float) -> bool:
+        from checkpost.policy import PolicyError
+        from checkpost.policy.bundle import verify_policy_document
+
+        try:
+            policy = verify_policy_document(doc, self.policy_keys)
+        except (PolicyError, ValueError) as exc:
+            raise self._refuse("policy", str(exc)) from None
+        issued = _epoch(policy.issued_at)
+        with self._lock:
+            old = self.context
+            if policy.version == old.policy.version:
+                raise self._refuse("policy", f"version {policy.version} already applied")
+            held = self.policy.issued_at
+            if held is not None and (issued is None or issued <= held):
+                raise self._refuse(
+                    "policy", f"issued {policy.issued_at}, not newer than the policy held"
+                )
+            verifier = _verifier(old.trust, old, policy)
+            if persist:
+                self._persist(self.policy_cache, payload)
+            self.context = Context(verifier, policy, old.trust)
+            self.policy = DocState(policy.version, issued, now, self.policy.announced)
+        log.info("policy %s applied", policy.version)
+        return True
+
+    # -- health -----------------------------------------------------------------------------
+
+    def trust_age_h(self, now: float) -> float | None:
+        t = self.trust.issued_at or self.trust.applied_at
+        return None if t is None else max(0.0, (now - t) / 3600.0)
+
+    def trust_stale(self, now: float) -> bool:
+        age = self.trust_age_h(now)
+        return age is not None and age > self.trust_max_age_h
+
+    def summary(self, now: float) -> dict[str, Any]:
+        def one(s: DocState) -> dict[str, Any]:
+            age = None if s.issued_at is None else round((now - s.issued_at) / 3600.0, 1)
+            return {
+                "version": s.version,
+                "age_h": age,
+                "pending": bool(s.announced) and s.announced != s.version,
+                "announced": s.announced,
+                "error": s.last_error,
+            }
+
+        out = {"trust": one(self.trust), "policy": one(self.policy)}
+        out["trust"]["stale"] = self.trust_stale(now)
+        out["trust"]["max_age_h"] = self.trust_max_age_h
+        return out
+
+
+def _verifier(store: TrustStore, old: Context, policy: Any = None) -> Verifier:
+    policy = policy or old.policy
+    v = old.verifier
+    return Verifier(
+        store,
+        schemas=v.schemas,
+        patterns=CodePatterns(tuple(policy.codes.tube_patterns), tuple(policy.codes.box_patterns)),
+        skew=policy.clock.skew_seconds,
+        hp1_max_age=policy.checkpoint.hp1_max_age_seconds,
+    )

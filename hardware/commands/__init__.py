@@ -1,0 +1,1 @@
+"""CLI commands owned by the hardware layer: `checkpost scan`, `corpus`, `hw`."""

@@ -1,0 +1,843 @@
+"""The station decoder: what a station expects (QR, Code 128) from each camera frame.
+
+Stages, cheapest first, stopping at the first that reads something (measured costs on one
+core of the 2-vCPU dev machine; a Pi 4 core is ~3-5x slower):
+
+1. **Tracked regions** (``track=True``): where a code was read or seen in the last three
+   frames, zxing-cpp on a full-resolution crop (0.3-1.5 ms). A phone held up is read again
+   from a small crop; a code that failed last frame gets a full-resolution look first.
+2. **zxing-cpp at half size, QR Model 2 only** (~0.5 ms), with ``return_errors`` so that a
+   QR whose finder patterns were found but whose data failed still says *where* it is.
+   ``BarcodeFormat.QRCode`` is a family in zxing-cpp 3 (Micro QR, rMQR): the station asks
+   for Model 2 only. Code 128 is not scanned on the whole frame: tube modules vanish at
+   half size, a full-frame 1-D scan costs ~3 ms, and it cannot read codes turned > 20°.
+3. **Locator** (~1 ms): the gradient structure tensor of every other pixel, in 8x8-pixel
+   cells. Codes are dense, high-contrast texture; bars have one gradient direction
+   (coherence near 1), QR modules two. The strongest blobs become candidates, each with
+   the bars' direction when it has one.
+4. **Cheap looks at each candidate**: a full-resolution crop for QR; for bars, the box is
+   fitted to the bar edges at full resolution, turned upright, upscaled to >= 2 px per
+   module and decoded as a strip (this is what reads tubes held at any angle).
+5. **Fallbacks, only on candidates, only within the budget**: for QR an upscaled crop
+   (small modules), the darkest colour channel (tinted health codes), sharpened
+   (defocus), smoothed (low-light noise), a global binarizer (glare), pyzbar, inverted;
+   for bars a profile averaged along the bars and sharpened, upper/middle/lower bands
+   (a finger across the code, the flat middle of a tube), pyzbar, OpenCV's barcode
+   *detector* as a second opinion on the box (never its decoder, which cannot read
+   Code 128 and invents EAN strings).
+
+The budget (``budget_ms``) is this thread's CPU time, so a busy machine changes how long a
+frame takes, not what is read; each fallback's cost per pixel is learnt as it runs and a
+step that would overrun the budget is not started. Empty frames cost the cheap stages
+plus whatever the budget allows on clutter the locator found.
+
+Every read must pass the format's acceptance pattern (a station reading tubes accepts
+digits or ``BOX`` + digits in Code 128; QR text must be printable ASCII), so a mis-read of
+clutter cannot reach a workflow. Debounce is separate from decoding: ``decode()`` drops a
+text seen within ``debounce_s``; ``read()`` returns everything in the frame.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+QR = "QR"
+CODE128 = "Code128"
+
+# What a station accepts per format. Code 128 on tubes and boxes carries digits (a tube)
+# or BOX + digits; allowing any text would let a partial read of a label's printed digits
+# or a shipping label reach the sampling workflow.
+DEFAULT_ACCEPT: dict[str, str] = {
+    QR: r"[\x20-\x7e]{4,4096}",
+    CODE128: r"\d{8,20}|BOX\d{4,12}|[A-Z0-9]{2,6}[-:]?\d{6,16}",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """One code read: its text, format ("QR" | "Code128"), corners in frame pixels
+    (top-left, top-right, bottom-right, bottom-left; empty for hand-held scanners), the
+    milliseconds the frame took to decode, the stage that read it and where it came from."""
+
+    text: str
+    format: str
+    corners: tuple[tuple[float, float], ...] = ()
+    ms: float = 0.0
+    stage: str = ""
+    source: str = "camera"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "format": self.format,
+            "corners": [[round(x, 1), round(y, 1)] for x, y in self.corners],
+        }
+
+
+@dataclass
+class _Region:
+    """A place in the frame worth a full-resolution look: a read, or a code seen but not read."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    kind: str  # QR or CODE128 or "1d-box"
+    age: int = 0
+    box: np.ndarray | None = None  # rotated box (4x2) for 1-D candidates
+    coherence: float = 0.0
+    codelike: bool = True  # worth the expensive fallbacks (see _locate)
+
+
+@dataclass
+class Debouncer:
+    """The same text within ``window_s`` of its last sighting is the same read."""
+
+    window_s: float = 2.0
+    _seen: dict[str, float] = field(default_factory=dict)
+
+    def fresh(self, text: str, now: float) -> bool:
+        last = self._seen.get(text)
+        self._seen[text] = now
+        if len(self._seen) > 256:
+            cutoff = now - self.window_s
+            self._seen = {t: s for t, s in self._seen.items() if s >= cutoff}
+        return last is None or now - last > self.window_s
+
+
+class StationDecoder:
+    """Decode QR and Code 128 from camera frames within a per-frame time budget.
+
+    ``station="checkpoint"`` looks for QR only (phones, printed passes) and skips the 1-D
+    locator; ``"sampling"`` also reads Code 128 on tubes and box labels. ``budget_ms`` caps
+    the time spent on fallbacks in one frame (the cheap stages always run). ``track``
+    keeps regions across frames: pass ``track=False`` (or call :meth:`reset`) for unrelated
+    images.
+    """
+
+    def __init__(
+        self,
+        station: str = "sampling",
+        budget_ms: float = 10.0,
+        debounce_s: float = 2.0,
+        track: bool = True,
+        accept: dict[str, str] | None = None,
+        use_zbar: bool = True,
+        max_candidates: int = 3,
+    ) -> None:
+        import cv2
+        import zxingcpp
+
+        if station not in ("checkpoint", "sampling"):
+            raise ValueError(f"station must be 'checkpoint' or 'sampling', not {station!r}")
+        self.station = station
+        self.budget_ms = budget_ms
+        self.track = track
+        self.debouncer = Debouncer(debounce_s)
+        self._cv2 = cv2
+        self._zx = zxingcpp
+        fmt = zxingcpp.BarcodeFormat
+        # QRCode in zxing-cpp 3 is a family (Micro QR, rMQR too): the station wants Model 2.
+        qr = fmt.QRCodeModel2
+        self._formats = (qr,) if station == "checkpoint" else (qr, fmt.Code128)
+        self._fmt_1d = (fmt.Code128,)
+        self._fmt_qr = (qr,)
+        pats = dict(DEFAULT_ACCEPT, **(accept or {}))
+        self._accept = {k: re.compile(v) for k, v in pats.items()}
+        self._regions: list[_Region] = []
+        self._cost: dict[str, float] = {}  # learnt seconds per fallback step
+        self.max_candidates = max_candidates
+        # Locator thresholds (tuned on corpus seed 1): mean squared Sobel gradient per 8x8
+        # cell, relative to the frame's median so a dark frame still finds its code.
+        self.energy_floor = 1500.0
+        self.energy_factor = 6.0
+        self.coherence_1d = 0.2  # above: also try an upright strip
+        self.coherence_bars = 0.45  # above: try the strip before the QR crop
+        self.min_fill = 0.45  # share of a blob's box that is textured, to earn fallbacks
+        self.max_aspect = 3.0
+        self._bd = cv2.barcode.BarcodeDetector() if station == "sampling" else None
+        self._zbar: Callable[..., Any] | None = None
+        self._zbar_syms: list[Any] = []
+        if use_zbar:
+            try:
+                from pyzbar import pyzbar
+
+                self._zbar = pyzbar.decode
+                self._zbar_syms = [pyzbar.ZBarSymbol.QRCODE]
+                if station == "sampling":
+                    self._zbar_syms.append(pyzbar.ZBarSymbol.CODE128)
+            except (ImportError, OSError):  # libzbar missing: zxing stages still run
+                self._zbar = None
+
+    # ------------------------------------------------------------------ public API
+
+    def reset(self) -> None:
+        """Forget tracked regions and debounce history (a new scene or a new clip)."""
+        self._regions.clear()
+        self.debouncer._seen.clear()
+
+    def decode(self, frame: np.ndarray, now: float | None = None) -> list[Read]:
+        """Reads in ``frame`` that are new within the debounce window."""
+        now = time.monotonic() if now is None else now
+        return [r for r in self.read(frame) if self.debouncer.fresh(r.text, now)]
+
+    def read(self, frame: np.ndarray) -> list[Read]:
+        """Every accepted code in ``frame`` (no debounce); updates the tracked regions."""
+        t0 = time.perf_counter()
+        c0 = _now()
+        gray, color = self._split(frame)
+        found: dict[str, tuple[str, tuple, str]] = {}
+        candidates: list[_Region] = []
+        deadline = c0 + self.budget_ms / 1000.0
+
+        # 1. tracked regions at full resolution
+        if self.track and self._regions:
+            for reg in self._regions:
+                self._read_region(gray, color, reg, found, deadline, cheap=True)
+                if found:
+                    break
+        # 2. zxing at half size, QR only: 0.4 ms, reads most phones. Code 128 is not tried
+        #    on the whole frame: tube modules vanish at half size and a whole-frame 1-D
+        #    scan costs 3 ms; the locator below finds bars at any angle for less.
+        half = None
+        if not found:
+            half = self._cv2.resize(
+                gray, (gray.shape[1] // 2, gray.shape[0] // 2), interpolation=self._cv2.INTER_AREA
+            )
+            self._zxing(
+                half, 2.0, self._fmt_qr, found, candidates, "zxing-half", try_downscale=False
+            )
+        # 3. locate code-like regions, decode each at full resolution, then the fallbacks
+        if not found:
+            assert half is not None
+            # the locator looks at every other pixel (not an average): aliased fine bars keep
+            # their gradient energy, averaged ones lose it
+            candidates.extend(self._locate(np.ascontiguousarray(gray[::2, ::2])))
+            candidates = _merge(candidates)[: self.max_candidates]
+            for second in (False, True):
+                for reg in candidates:
+                    if found or _now() > deadline:
+                        break
+                    self._read_candidate(gray, reg, found, deadline, second)
+        if not found:
+            for reg in candidates:
+                if _now() > deadline:
+                    break
+                if not (reg.codelike or reg.kind == "1d-box"):
+                    continue
+                self._read_region(gray, color, reg, found, deadline, cheap=False)
+                if found:
+                    break
+        ms = (time.perf_counter() - t0) * 1000.0
+        reads = [
+            Read(text, fmt, corners, ms, stage) for text, (fmt, corners, stage) in found.items()
+        ]
+        if self.track:
+            self._update_regions(reads, candidates, gray.shape)
+        return reads
+
+    def _locate(self, half: np.ndarray) -> list[_Region]:
+        """Code-like regions from the local gradient structure tensor of the half-size frame.
+
+        Codes are dense, high-contrast texture: high gradient energy. Bars have one gradient
+        direction (coherence near 1), QR modules two. Each connected blob of high energy
+        becomes a candidate (its rotated box in full-frame pixels), strongest first; the
+        1-D ones are refined by OpenCV's barcode detector when it agrees. Costs ~1 ms.
+        """
+        cv2 = self._cv2
+        gx = cv2.Sobel(half, cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(half, cv2.CV_32F, 0, 1, ksize=3)
+        size = (half.shape[1] // 4, half.shape[0] // 4)
+        jxx = cv2.resize(cv2.multiply(gx, gx), size, interpolation=cv2.INTER_AREA)
+        jyy = cv2.resize(cv2.multiply(gy, gy), size, interpolation=cv2.INTER_AREA)
+        jxy = cv2.resize(cv2.multiply(gx, gy), size, interpolation=cv2.INTER_AREA)
+        energy = jxx + jyy
+        thr = max(self.energy_floor, self.energy_factor * float(np.median(energy[::2, ::2])))
+        mask = (energy > thr).astype(np.uint8)
+        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        if n <= 1:
+            return []
+        areas = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
+        esum = np.bincount(labels.ravel(), weights=energy.ravel(), minlength=n)[1:]
+        score = esum / np.maximum(areas, 1) * np.minimum(areas, 150.0)
+        score[areas < 4] = -1
+        out: list[_Region] = []
+        for i in np.argsort(-score)[: self.max_candidates]:
+            if score[i] < 0:
+                break
+            x, y, w, h = (int(v) for v in stats[i + 1, :4])
+            cell = labels[y : y + h, x : x + w] == i + 1
+            e = energy[y : y + h, x : x + w]
+            # orientation from the blob's strongest half: bars, not the label's edges or text
+            strong = cell & (e >= e[cell].mean())
+            sxx = float(jxx[y : y + h, x : x + w][strong].sum())
+            syy = float(jyy[y : y + h, x : x + w][strong].sum())
+            sxy = float(jxy[y : y + h, x : x + w][strong].sum())
+            coh = float(np.sqrt((sxx - syy) ** 2 + 4 * sxy * sxy) / (sxx + syy + 1e-3))
+            rows, cols = np.nonzero(cell)
+            pts = np.c_[cols + x, rows + y].astype(np.float32) * 8 + 4
+            reg = _Region(x * 8, y * 8, (x + w) * 8, (y + h) * 8, QR)
+            reg.coherence = coh
+            # a code fills its box with texture; clutter (text lines, the edges of shapes)
+            # is elongated or hollow: only code-like blobs earn the expensive fallbacks
+            fill = float(cell.sum()) / max(1, w * h)
+            reg.codelike = fill >= self.min_fill and max(w, h) <= self.max_aspect * min(w, h)
+            if self.station == "sampling" and coh > self.coherence_1d:
+                # bars' gradients point along the code: that is the strip's direction
+                reg.box = _oriented_box(pts, 0.5 * float(np.arctan2(2 * sxy, sxx - syy)))
+                if coh > self.coherence_bars:
+                    reg.kind = "1d-box"
+            out.append(reg)
+        return out
+
+    def _read_candidate(
+        self, gray: np.ndarray, reg: _Region, found: dict, deadline: float, second: bool
+    ) -> None:
+        """The cheap looks at a candidate. First pass: the likelier reading (an upright strip
+        for bars, a full-resolution crop for anything else); second pass: an upright strip
+        for blobs whose bars the blur made look less directional."""
+        strip = reg.box is not None and (second != (reg.kind == "1d-box"))
+        if second and not strip:
+            return
+        if strip:
+            assert reg.box is not None
+            self._read_1d_box(gray, reg.box, found, deadline, first_only=True)
+            return
+        h, w = gray.shape
+        bw, bh = reg.x1 - reg.x0, reg.y1 - reg.y0
+        m = int(0.15 * max(bw, bh)) + 12
+        x0, y0 = max(0, reg.x0 - m), max(0, reg.y0 - m)
+        x1, y1 = min(w, reg.x1 + m), min(h, reg.y1 + m)
+        # Code 128 is looked for in upright strips; here only QR (a 1-D scan of the crop at
+        # every angle would cost more than the rest of the frame).
+        if x1 - x0 >= 16 and y1 - y0 >= 16:
+            self._zxing(
+                gray[y0:y1, x0:x1],
+                1.0,
+                self._fmt_qr,
+                found,
+                None,
+                "crop",
+                offset=(float(x0), float(y0)),
+                try_downscale=False,
+            )
+
+    # ------------------------------------------------------------------ stages
+
+    def _split(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        if frame.ndim == 2:
+            return frame, None
+        if frame.shape[2] == 4:
+            frame = frame[..., :3]
+        return self._cv2.cvtColor(frame, self._cv2.COLOR_BGR2GRAY), frame
+
+    def _accept_read(self, text: str, fmt: str) -> bool:
+        pat = self._accept.get(fmt)
+        return bool(text) and pat is not None and pat.fullmatch(text) is not None
+
+    def _zxing(
+        self,
+        img: np.ndarray,
+        scale: float,
+        formats: tuple,
+        found: dict,
+        candidates: list[_Region] | None,
+        stage: str,
+        *,
+        offset: tuple[float, float] = (0, 0),
+        try_downscale: bool = True,
+        binarizer: Any = None,
+        to_frame: Any = None,
+    ) -> None:
+        kw: dict[str, Any] = {
+            "formats": formats,
+            "try_downscale": try_downscale,
+            "return_errors": candidates is not None,
+        }
+        if binarizer is not None:
+            kw["binarizer"] = binarizer
+        for r in self._zx.read_barcodes(img, **kw):
+            fmt = CODE128 if r.format == self._zx.BarcodeFormat.Code128 else QR
+            p = r.position
+            pts = np.array(
+                [
+                    [p.top_left.x, p.top_left.y],
+                    [p.top_right.x, p.top_right.y],
+                    [p.bottom_right.x, p.bottom_right.y],
+                    [p.bottom_left.x, p.bottom_left.y],
+                ],
+                np.float32,
+            )
+            pts = pts * scale + np.array(offset, np.float32) if to_frame is None else to_frame(pts)
+            if r.valid and r.text and self._accept_read(r.text, fmt):
+                corners = tuple((float(x), float(y)) for x, y in pts)
+                found.setdefault(r.text, (fmt, corners, stage))
+            elif candidates is not None and not r.valid:
+                x0, y0 = pts.min(axis=0)
+                x1, y1 = pts.max(axis=0)
+                candidates.append(_Region(int(x0), int(y0), int(x1), int(y1), fmt))
+
+    def _zbar_read(
+        self,
+        img: np.ndarray,
+        found: dict,
+        stage: str,
+        offset: tuple[float, float],
+        scale: float = 1.0,
+        to_frame: Any = None,
+    ) -> None:
+        if self._zbar is None:
+            return
+        for r in self._zbar(img, symbols=self._zbar_syms):
+            fmt = QR if r.type == "QRCODE" else CODE128
+            try:
+                text = r.data.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            if not self._accept_read(text, fmt):
+                continue
+            pts = np.array([[pt.x, pt.y] for pt in r.polygon], np.float32)
+            if len(pts) < 4:
+                x, y, w, h = r.rect
+                pts = np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], np.float32)
+            pts = pts[:4]
+            pts = pts * scale + np.array(offset, np.float32) if to_frame is None else to_frame(pts)
+            found.setdefault(text, (fmt, tuple((float(x), float(y)) for x, y in pts), stage))
+
+    def _read_region(
+        self,
+        gray: np.ndarray,
+        color: np.ndarray | None,
+        reg: _Region,
+        found: dict,
+        deadline: float,
+        cheap: bool,
+    ) -> None:
+        cv2 = self._cv2
+        h, w = gray.shape
+        bw, bh = reg.x1 - reg.x0, reg.y1 - reg.y0
+        m = int(0.2 * max(bw, bh)) + 12
+        x0, y0 = max(0, reg.x0 - m), max(0, reg.y0 - m)
+        x1, y1 = min(w, reg.x1 + m), min(h, reg.y1 + m)
+        if x1 - x0 < 16 or y1 - y0 < 16:
+            return
+        crop = gray[y0:y1, x0:x1]
+        off = (float(x0), float(y0))
+        if cheap:
+            self._zxing(crop, 1.0, self._formats, found, None, "tracked", offset=off)
+            return
+        if reg.kind == "1d-box" and reg.box is not None:
+            self._read_1d_box(gray, reg.box, found, deadline)
+            return
+        # a QR seen by zxing is a QR; a locator blob may be bars that the blur made isotropic
+        fmts = self._fmt_qr if reg.kind == QR and reg.box is None else self._formats
+        # The ladder: each step addresses one measured cause of a miss.
+        steps: list[tuple[str, Callable[[], None]]] = []
+        short = min(crop.shape)
+
+        def zx(
+            img: np.ndarray, scale: float, stage: str, binarizer: Any = None
+        ) -> Callable[[], None]:
+            return lambda: self._zxing(
+                img, scale, fmts, found, None, stage, offset=off, binarizer=binarizer
+            )
+
+        steps.append(("crop", zx(crop, 1.0, "crop")))
+        area = crop.shape[0] * crop.shape[1]
+        if color is not None:
+            steps.append(
+                (
+                    "min-channel",
+                    lambda: self._zxing(
+                        _min_channel(cv2, color[y0:y1, x0:x1]),
+                        1.0,
+                        fmts,
+                        found,
+                        None,
+                        "min-channel",
+                        offset=off,
+                    ),
+                )
+            )
+        if short < 320:
+            steps.append(
+                (
+                    "upscale",
+                    lambda: self._zxing(
+                        cv2.resize(crop, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC),
+                        0.5,
+                        fmts,
+                        found,
+                        None,
+                        "upscale",
+                        offset=off,
+                    ),
+                )
+            )
+        if area < 250_000:  # zbar costs ~10 ns per pixel: only on small crops
+            steps.append(("zbar", lambda: self._zbar_read(crop, found, "zbar", off)))
+        steps.append(
+            (
+                "sharpen",
+                lambda: self._zxing(
+                    _sharpen(cv2, crop), 1.0, fmts, found, None, "sharpen", offset=off
+                ),
+            )
+        )
+        steps.append(
+            (
+                "smooth",
+                lambda: self._zxing(
+                    cv2.GaussianBlur(crop, (0, 0), 1.2),
+                    1.0,
+                    fmts,
+                    found,
+                    None,
+                    "smooth",
+                    offset=off,
+                ),
+            )
+        )
+        steps.append(
+            ("global-bin", zx(crop, 1.0, "global-bin", self._zx.Binarizer.GlobalHistogram))
+        )
+        if area < 250_000:
+            steps.append(
+                ("zbar-inverted", lambda: self._zbar_read(255 - crop, found, "zbar-inverted", off))
+            )
+        px = float(crop.size)
+        for name, step in steps:
+            if found or not self._affordable(name, deadline, px):
+                return
+            self._timed(name, step, px)
+
+    def _read_1d_box(
+        self,
+        gray: np.ndarray,
+        box: np.ndarray,
+        found: dict,
+        deadline: float,
+        first_only: bool = False,
+    ) -> None:
+        """Turn a located 1-D box upright and decode the strip (and its central band)."""
+        cv2 = self._cv2
+        # box[0] -> box[1] runs along the code (see _oriented_box); the locator's box is
+        # coarse (8 px cells), so first fit it to the bars at full resolution
+        box = _refine_bars(cv2, gray, box)
+        src = box
+        long_side = float(np.linalg.norm(box[1] - box[0]))
+        short_side = float(np.linalg.norm(box[3] - box[0]))
+        # pad along the code for quiet zones, across it a little
+        u = (src[1] - src[0]) / max(long_side, 1e-6)
+        v = (src[3] - src[0]) / max(short_side, 1e-6)
+        pad_u, pad_v = 0.12 * long_side + 6, 0.1 * short_side + 2
+        quad = np.array(
+            [
+                src[0] - u * pad_u - v * pad_v,
+                src[1] + u * pad_u - v * pad_v,
+                src[2] + u * pad_u + v * pad_v,
+                src[3] - u * pad_u + v * pad_v,
+            ],
+            np.float32,
+        )
+        sw = long_side + 2 * pad_u
+        sh = short_side + 2 * pad_v
+        k = max(1.0, min(2.5, 500.0 / max(sw, 1)))
+        ow, oh = int(sw * k), max(24, int(sh * k))
+        dst = np.array([[0, 0], [ow, 0], [ow, oh], [0, oh]], np.float32)
+        hom = cv2.getPerspectiveTransform(quad, dst)
+        strip = cv2.warpPerspective(
+            gray, hom, (ow, oh), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
+        )
+        inv = np.linalg.inv(hom)
+
+        def to_frame(pts: np.ndarray) -> np.ndarray:
+            p = np.c_[pts, np.ones(len(pts))] @ inv.T
+            return (p[:, :2] / p[:, 2:3]).astype(np.float32)
+
+        def band(lo: float, hi: float, stage: str) -> Callable[[], None]:
+            """Scan only part of the bars' height: above or below a finger, or the flat
+            middle of a code wrapped along a tube."""
+            y0, y1 = int(oh * lo), max(int(oh * lo) + 8, int(oh * hi))
+
+            def band_frame(pts: np.ndarray) -> np.ndarray:
+                return to_frame(pts + np.array([0, y0], np.float32))
+
+            return lambda: self._zxing(
+                strip[y0:y1],
+                1.0,
+                self._fmt_1d,
+                found,
+                None,
+                stage,
+                to_frame=band_frame,
+                try_downscale=False,
+            )
+
+        steps: list[tuple[str, Callable[[], None]]] = [
+            (
+                "1d-upright",
+                lambda: self._zxing(
+                    strip,
+                    1.0,
+                    self._fmt_1d,
+                    found,
+                    None,
+                    "1d-upright",
+                    to_frame=to_frame,
+                    try_downscale=False,
+                ),
+            ),
+            ("1d-profile", lambda: self._profile(strip, found, to_frame)),
+            ("1d-band-mid", band(0.33, 0.67, "1d-band-mid")),
+            ("1d-band-top", band(0.1, 0.4, "1d-band-top")),
+            ("1d-band-bottom", band(0.6, 0.9, "1d-band-bottom")),
+            (
+                "1d-zbar",
+                lambda: self._zbar_read(strip, found, "1d-zbar", (0, 0), to_frame=to_frame),
+            ),
+            ("1d-cv-detector", lambda: self._cv_detector(gray, box, found)),
+            (
+                "1d-sharpen",
+                lambda: self._zxing(
+                    _sharpen(cv2, strip),
+                    1.0,
+                    self._fmt_1d,
+                    found,
+                    None,
+                    "1d-sharpen",
+                    to_frame=to_frame,
+                ),
+            ),
+        ]
+        px = float(strip.size)
+        for name, step in steps[:1] if first_only else steps[1:]:
+            if found or not self._affordable(name, deadline, px):
+                return
+            self._timed(name, step, px)
+
+    def _affordable(self, name: str, deadline: float, pixels: float) -> bool:
+        """Whether step ``name`` on ``pixels`` is expected to finish before the deadline.
+
+        Each step's cost per pixel is learnt on the machine it runs on (a moving average),
+        so a Pi, 3-5x slower, simply tries fewer fallbacks per frame instead of overrunning,
+        and a large crop is not started when only a small one would fit."""
+        return _now() + self._cost.get(name, 2e-8) * pixels <= deadline
+
+    def _timed(self, name: str, step: Callable[[], None], pixels: float) -> None:
+        t = _now()
+        step()
+        per_px = (_now() - t) / max(pixels, 1.0)
+        old = self._cost.get(name)
+        self._cost[name] = per_px if old is None else 0.8 * old + 0.2 * per_px
+
+    def _profile(self, strip: np.ndarray, found: dict, to_frame: Callable) -> None:
+        """Average the strip along the bars (noise and JPEG blocks cancel, bars do not),
+        sharpen the 1-D profile against defocus, and decode it as a clean synthetic code."""
+        cv2 = self._cv2
+        oh = strip.shape[0]
+        for lo, hi in ((0.3, 0.7), (0.1, 0.4), (0.6, 0.9)):
+            band = strip[int(oh * lo) : max(int(oh * lo) + 2, int(oh * hi))]
+            prof = band.astype(np.float32).mean(axis=0)[None, :]
+            blur = cv2.GaussianBlur(prof, (0, 0), sigmaX=3)
+            sharp = np.clip(prof + 1.5 * (prof - blur), 0, 255).astype(np.uint8)
+            img = np.repeat(sharp, 20, axis=0)
+            y_mid = float(oh * (lo + hi) / 2)
+
+            def at_band(pts: np.ndarray, y_mid: float = y_mid) -> np.ndarray:
+                q = pts.copy()
+                q[:, 1] = np.where(q[:, 1] < 10, y_mid - 0.1 * oh, y_mid + 0.1 * oh)
+                return to_frame(q)
+
+            self._zxing(
+                img,
+                1.0,
+                self._fmt_1d,
+                found,
+                None,
+                "1d-profile",
+                to_frame=at_band,
+                try_downscale=False,
+            )
+            if found:
+                return
+
+    def _cv_detector(self, gray: np.ndarray, box: np.ndarray, found: dict) -> None:
+        """Second opinion on a 1-D box from OpenCV's barcode detector (detector only)."""
+        if self._bd is None:
+            return
+        h, w = gray.shape
+        x0, y0 = np.maximum(box.min(axis=0).astype(int) - 24, 0)
+        x1, y1 = box.max(axis=0).astype(int) + 24
+        x1, y1 = min(int(x1), w), min(int(y1), h)
+        if x1 - x0 < 24 or y1 - y0 < 24 or (x1 - x0) * (y1 - y0) > 200_000:
+            return
+        ok, pts = self._bd.detect(gray[y0:y1, x0:x1])
+        if not ok or pts is None:
+            return
+        for b in np.asarray(pts, np.float32).reshape(-1, 4, 2):
+            b = b + np.array([x0, y0], np.float32)
+            # orient along the longer side; try the other way round too (square boxes)
+            e1 = np.linalg.norm(b[1] - b[0])
+            e2 = np.linalg.norm(b[2] - b[1])
+            first = b if e1 >= e2 else np.roll(b, -1, axis=0)
+            for cand in (first, np.roll(first, -1, axis=0)):
+                self._read_1d_box(gray, cand, found, float("inf"), first_only=True)
+                if found:
+                    return
+
+    def _update_regions(
+        self, reads: list[Read], candidates: list[_Region], shape: tuple[int, ...]
+    ) -> None:
+        keep: list[_Region] = []
+        for r in reads:
+            pts = np.array(r.corners, np.float32)
+            x0, y0 = pts.min(axis=0)
+            x1, y1 = pts.max(axis=0)
+            keep.append(_Region(int(x0), int(y0), int(x1), int(y1), r.format))
+        if not reads:
+            keep.extend(c for c in candidates if c.kind != "1d-box")
+            for old in self._regions:
+                old.age += 1
+                if old.age <= 3:
+                    keep.append(old)
+        self._regions = _merge(keep)[:4]
+
+
+def _now() -> float:
+    """The clock of the per-frame budget: this thread's CPU time, so that a busy machine
+    (another process on the same core) does not change *what* is read, only how long it
+    takes; on a station's dedicated core the two are the same."""
+    return time.thread_time()
+
+
+def _refine_bars(cv2: Any, gray: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Fit an oriented box to the bars inside ``box`` at full resolution.
+
+    The strongest gradients give the bars' direction (structure tensor); pixels whose
+    gradient points along it are bar edges, and their extent along and across it is the
+    code. Returns ``box`` unchanged when too few bar edges are found.
+    """
+    h, w = gray.shape
+    x0, y0 = np.maximum(box.min(axis=0).astype(int) - 8, 0)
+    x1, y1 = box.max(axis=0).astype(int) + 8
+    x1, y1 = min(int(x1), w), min(int(y1), h)
+    if (x1 - x0) * (y1 - y0) < 100 or (x1 - x0) * (y1 - y0) > 250_000:
+        return box
+    crop = gray[y0:y1, x0:x1]
+    gx = cv2.Sobel(crop, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(crop, cv2.CV_32F, 0, 1, ksize=3)
+    gxx, gyy, gxy = cv2.multiply(gx, gx), cv2.multiply(gy, gy), cv2.multiply(gx, gy)
+    mag = gxx + gyy
+    inside = np.zeros(crop.shape, np.uint8)
+    cv2.fillConvexPoly(inside, (box - [x0, y0]).astype(np.int32), 1)
+    mean = cv2.mean(mag, mask=inside)[0]
+    m = (mag > 1.5 * mean).astype(np.uint8) & inside
+    if not m.any():
+        return box
+    sxx, syy = cv2.mean(gxx, mask=m)[0], cv2.mean(gyy, mask=m)[0]
+    sxy = cv2.mean(gxy, mask=m)[0]
+    th = 0.5 * np.arctan2(2 * sxy, sxx - syy)
+    u = np.array([np.cos(th), np.sin(th)], np.float32)
+    v = np.array([-u[1], u[0]], np.float32)
+    along = np.abs(gx * u[0] + gy * u[1])
+    across = np.abs(gx * v[0] + gy * v[1])
+    ys, xs = np.nonzero(m.astype(bool) & (along > 2 * across))
+    if len(xs) < 20:
+        return box
+    step = max(1, len(xs) // 2000)  # extents from a sample: percentiles of 2k points suffice
+    pts = np.c_[xs[::step] + x0, ys[::step] + y0].astype(np.float32)
+    a, b = np.percentile(pts @ u, [1, 99])
+    c, d = np.percentile(pts @ v, [3, 97])
+    if b - a < 8 or d - c < 4:
+        return box
+    return np.array([u * a + v * c, u * b + v * c, u * b + v * d, u * a + v * d], np.float32)
+
+
+def _oriented_box(pts: np.ndarray, theta: float) -> np.ndarray:
+    """Box around ``pts`` with its first edge along angle ``theta`` (radians)."""
+    u = np.array([np.cos(theta), np.sin(theta)], np.float32)
+    v = np.array([-u[1], u[0]], np.float32)
+    pu, pv = pts @ u, pts @ v
+    a, b, c, d = pu.min(), pu.max(), pv.min(), pv.max()
+    return np.array([u * a + v * c, u * b + v * c, u * b + v * d, u * a + v * d], np.float32)
+
+
+def _min_channel(cv2: Any, bgr: np.ndarray) -> np.ndarray:
+    """Darkest colour channel: a green or red health code on white gets full contrast."""
+    b, g, r = cv2.split(bgr)
+    return cv2.min(cv2.min(b, g), r)
+
+
+def _sharpen(cv2: Any, img: np.ndarray) -> np.ndarray:
+    blur = cv2.GaussianBlur(img, (0, 0), 2.0)
+    return cv2.addWeighted(img, 2.0, blur, -1.0, 0)
+
+
+def _merge(regions: Iterable[_Region]) -> list[_Region]:
+    """Drop regions mostly inside an earlier one (same place found by two stages)."""
+    out: list[_Region] = []
+    for r in regions:
+        dup = False
+        for o in out:
+            ix = max(0, min(r.x1, o.x1) - max(r.x0, o.x0))
+            iy = max(0, min(r.y1, o.y1) - max(r.y0, o.y0))
+            area = max(1, (r.x1 - r.x0) * (r.y1 - r.y0))
+            if ix * iy > 0.6 * area and (r.kind == o.kind):
+                dup = True
+                break
+        if not dup:
+            out.append(r)
+    return out
+
+
+def decode_image_file(path: str, station: str = "sampling") -> list[Read]:
+    """Decode a PNG/JPEG file with the station pipeline (used by ``checkpost verify IMAGE``).
+
+    Image files are not camera frames: a generated QR PNG may be tiny (1 px per module) or
+    huge, so after the camera pipeline this also tries the image upscaled and as a pure
+    symbol. Raises ``ValueError`` when the file cannot be read as an image.
+    """
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f"{path}: not a readable image")
+    return decode_image(img, station=station)
+
+
+def decode_image(img: np.ndarray, station: str = "sampling") -> list[Read]:
+    """Decode one still image (not a camera stream): the pipeline with a generous budget."""
+    import cv2
+
+    if img.dtype != np.uint8:
+        img = cv2.convertScaleAbs(img, alpha=255.0 / max(1.0, float(img.max())))
+    if img.ndim == 3 and img.shape[2] == 4:  # composite transparency on white
+        alpha = img[..., 3:4].astype(np.float32) / 255
+        img = (img[..., :3] * alpha + 255 * (1 - alpha)).astype(np.uint8)
+    dec = StationDecoder(station=station, budget_ms=200.0, track=False, debounce_s=0)
+    t0 = time.perf_counter()
+    reads = dec.read(img)
+    if reads:
+        return reads
+    gray = img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    # Small generated symbols: upscale with nearest neighbour (keeps module edges sharp).
+    if min(gray.shape) < 400:
+        k = int(np.ceil(400 / max(1, min(gray.shape))))
+        big = cv2.resize(gray, None, fx=k, fy=k, interpolation=cv2.INTER_NEAREST)
+        big = cv2.copyMakeBorder(big, 16, 16, 16, 16, cv2.BORDER_CONSTANT, value=255)
+        found: dict = {}
+        dec._zxing(
+            big, 1.0 / k, dec._formats, found, None, "file-upscaled", offset=(-16.0 / k, -16.0 / k)
+        )
+        if found:
+            ms = (time.perf_counter() - t0) * 1000
+            return [Read(t, f, c, ms, s) for t, (f, c, s) in found.items()]
+    return []

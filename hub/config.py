@@ -1,0 +1,74 @@
+"""The hub's configuration file (TOML), validated with file/line/path errors.
+
+Every field has a working default: `checkpost hub run` with no file and no flags runs an
+embedded hub (SQLite under the data dir, broker on 127.0.0.1:1883, API on 127.0.0.1:8080).
+Core settings (trust list, policy, DCC schemas) are the same sections every part uses.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+from checkpost.settings import Hc1Settings, PolicySettings, TrustSettings
+
+
+def default_data_dir() -> str:
+    env = os.environ.get("CHECKPOST_HUB_DATA")
+    if env:
+        return env
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(base) / "checkpost" / "hub")
+
+
+class HubSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    broker: str = "mqtt://127.0.0.1:1883"
+    db: str = ""  # "" = sqlite file hub.db in data_dir; or sqlite:///path or postgresql://...
+    data_dir: str = ""  # "" = $CHECKPOST_HUB_DATA or ~/.local/state/checkpost/hub
+    http: str = "127.0.0.1:8080"
+    workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
+    topic_root: str = "checkpost/v1"
+    share_group: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9-]{1,32}$")] = "checkpost-hub"
+    # Largest group commit; a batch is whatever arrived while the previous commit ran.
+    max_batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 2000
+    # Unacknowledged deliveries the broker may have in flight to one worker (MQTT 5
+    # receive maximum): bounds memory and the work a killed worker leaves for redelivery.
+    inflight: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 1000
+    # Where a batch is committed. "inline": on the loop thread, which blocks the loop for
+    # the flush but never hands the GIL to another thread. "split": statements on the
+    # loop, the durable flush (COMMIT) on a store thread. "thread": everything on a store
+    # thread. "auto" (default) = inline on SQLite, split on PostgreSQL. Measured here:
+    # SQLite at 2,000 scans/s, hub-side p99 inline 7.5-11 ms vs split 14-150 ms;
+    # PostgreSQL with two workers, split 6.8k/s vs inline 5.8k/s at full load; "thread"
+    # is far worse everywhere (the store thread must win the GIL back from the busy loop
+    # after every statement: 200-event commits took 20-90 ms).
+    commit_mode: Literal["auto", "split", "thread", "inline"] = "auto"
+    # Checkpoint SQLite's WAL from a background thread (see SqliteStore.start_checkpointer).
+    sqlite_checkpointer: bool = False
+    result_qos: Annotated[int, msgspec.Meta(ge=0, le=1)] = 1
+    # Test issuer folder whose keys to trust (demos, benchmarks); never in production.
+    issuer_dir: str | None = None
+
+
+class HubConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    hub: HubSection = HubSection()
+    trust: TrustSettings = TrustSettings()
+    policy: PolicySettings = PolicySettings()
+    hc1: Hc1Settings = Hc1Settings()
+
+    def data_dir(self) -> Path:
+        return Path(self.hub.data_dir or default_data_dir()).expanduser()
+
+    def db_url(self) -> str:
+        return self.hub.db or str(self.data_dir() / "hub.db")
+
+
+def load_config(path: str | None) -> HubConfig:
+    if path is None:
+        return HubConfig()
+    from checkpost.config import load_toml
+
+    return load_toml(path, HubConfig)

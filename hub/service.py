@@ -1,0 +1,136 @@
+"""`checkpost hub run`: a small supervisor for the loop workers and the API process.
+
+Workers are processes (one asyncio loop each), so N workers use N cores and a crash in one
+never takes the others down. A worker that dies is restarted with the same index, hence
+the same MQTT client id and persistent session: the broker redelivers what it had not
+acknowledged. The API runs in its own process so a slow query never delays a verdict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import sys
+import time
+from typing import Any
+
+import msgspec
+
+log = logging.getLogger("checkpost.hub")
+
+
+def effective_config(args: argparse.Namespace) -> Any:
+    from checkpost.hub.config import load_config
+
+    cfg = load_config(getattr(args, "config", None))
+    hub = cfg.hub
+    changes: dict[str, Any] = {}
+    for flag, field in (
+        ("broker", "broker"),
+        ("db", "db"),
+        ("http", "http"),
+        ("workers", "workers"),
+        ("data_dir", "data_dir"),
+        ("issuer_dir", "issuer_dir"),
+    ):
+        value = getattr(args, flag, None)
+        if value is not None:
+            changes[field] = value
+    if changes:
+        hub = msgspec.structs.replace(hub, **changes)
+        cfg = msgspec.structs.replace(cfg, hub=msgspec.convert(msgspec.to_builtins(hub), type(hub)))
+    return cfg
+
+
+def run_hub(args: argparse.Namespace) -> int:
+    from checkpost.config import ConfigError
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    try:
+        cfg = effective_config(args)
+    except (ConfigError, msgspec.ValidationError) as exc:
+        print(f"checkpost hub: {exc}", file=sys.stderr)
+        return 2
+    data = cfg.data_dir()
+    data.mkdir(parents=True, exist_ok=True)
+    host, _, port = cfg.hub.http.rpartition(":")
+    if not host or not port.isdigit():
+        print(f"checkpost hub: bad --http {cfg.hub.http!r} (expected HOST:PORT)", file=sys.stderr)
+        return 2
+    # Multiprocess metrics: the folder must be empty when the processes start.
+    prom = data / "prometheus"
+    shutil.rmtree(prom, ignore_errors=True)
+    prom.mkdir()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prom)
+
+    from checkpost.hub.store import open_store
+
+    try:
+        store = open_store(cfg.db_url())  # migrate once, before any worker starts
+        store.close()
+        from checkpost.hub.loop import build_context
+
+        build_context(cfg)  # fail fast on a bad trust list or policy
+    except Exception as exc:
+        print(f"checkpost hub: cannot start: {exc}", file=sys.stderr)
+        return 2
+
+    from checkpost.hub.api import api_main
+    from checkpost.hub.loop import worker_main
+
+    ctx = mp.get_context("spawn")
+    level = args.log_level.upper()
+    specs: dict[str, tuple[Any, tuple[Any, ...]]] = {
+        f"worker-{i}": (worker_main, (cfg, i, level)) for i in range(cfg.hub.workers)
+    }
+    specs["api"] = (api_main, (cfg, host, int(port), args.log_level.lower()))
+    procs: dict[str, Any] = {}
+    stopping = False
+
+    def stop(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    def spawn(name: str) -> None:
+        target, targs = specs[name]
+        p = ctx.Process(target=target, args=targs, name=name, daemon=False)
+        p.start()
+        procs[name] = p
+
+    for name in specs:
+        spawn(name)
+    print(
+        f"checkpost hub: {cfg.hub.workers} worker(s) on {cfg.hub.broker}, store {cfg.db_url()}, "
+        f"API http://{cfg.hub.http}",
+        flush=True,
+    )
+    restarts: dict[str, float] = {}
+    while not stopping:
+        time.sleep(0.2)
+        for name, p in list(procs.items()):
+            if p.is_alive() or stopping:
+                continue
+            last = restarts.get(name, 0.0)
+            if time.monotonic() - last < 1.0:
+                continue  # back off a crash loop
+            log.error("%s exited with %s; restarting", name, p.exitcode)
+            restarts[name] = time.monotonic()
+            spawn(name)
+    for p in procs.values():
+        if p.is_alive():
+            p.terminate()
+    for p in procs.values():
+        p.join(15)
+        if p.is_alive():
+            p.kill()
+            p.join(5)
+    return 0

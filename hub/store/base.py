@@ -1,0 +1,647 @@
+"""The store interface, and the city-wide rules written once for both engines.
+
+`Store.commit(batch)` is the only write path: one transaction per batch (group commit),
+durable when it returns, after which the loop may publish verdicts. Inside the batch:
+
+- checkpoint-type events (scans, temperatures, vehicles, staff overrides) are idempotent
+  by construction, so they go in bulk: pass tokens first (replay detection by the
+  `pass_tokens` primary key), then the events themselves with `ON CONFLICT (id) DO
+  NOTHING`; ids that did not insert were stored before and are answered from the store;
+- sampling events change shared state, so each first claims its id (insert the event
+  row), then applies its rule with constraints and row locks, then writes its result.
+
+Engines differ only in connection handling, placeholders, row locks and the bulk paths;
+the SQL of every rule is shared. SQL is written with `?` placeholders and `{lock}` where
+PostgreSQL takes a row lock (`FOR UPDATE`), which SQLite (one writer) does not need.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from checkpost.hub import reasons as R
+
+from checkpost.policy.engine import RANK
+from checkpost.protocol import Result, encode
+from checkpost.protocol.messages import decode_result
+from checkpost.reasons import Reason
+
+log = logging.getLogger("checkpost.hub.store")
+
+# Event kinds whose effects are idempotent and order-free: they take the bulk path.
+FAST_KINDS = frozenset(
+    {"scan", "temp", "vehicle_open", "vehicle_close", "vehicle_turn_back", "override"}
+)
+
+
+@dataclass(slots=True)
+class Work:
+    """One event on its way through a commit: what verification decided, then the outcome.
+
+    `pre_*` come from verification (code pipeline + policy) before the commit and never
+    change; the commit copies them into the outcome fields and applies the city-wide rules,
+    so a batch that must be retried (deadlock, serialization failure) starts clean.
+    """
+
+    event: Any
+    body: str
+    hub_ts: float
+    pre_ok: bool = True
+    pre_verdict: str | None = None
+    pre_reasons: list[Reason] = field(default_factory=list)
+    pre_flags: list[str] = field(default_factory=list)
+    sid: str | None = None  # HP1 (scan) or SR1 (tube_add) subject id
+    iat: int | None = None  # HP1 token issue time, for replay detection
+    subject: str | None = None  # tube, box, vehicle or target the event concerns
+    # outcome, filled by Store.commit
+    ok: bool = True
+    verdict: str | None = None
+    reasons: list[Reason] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+    result: bytes = b""
+    dup: bool = False
+
+    @property
+    def id(self) -> str:
+        return self.event.id
+
+    @property
+    def kind(self) -> str:
+        return self.event.__struct_config__.tag
+
+    def reset(self) -> None:
+        self.ok, self.verdict = self.pre_ok, self.pre_verdict
+        self.reasons, self.flags = list(self.pre_reasons), list(self.pre_flags)
+        self.result, self.dup = b"", False
+
+    def reject(self, why: Reason) -> None:
+        self.ok = False
+        self.reasons.append(why)
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+class Store:
+    """Base class: subclasses provide the connection, transactions and bulk paths."""
+
+    dialect = "base"
+    lock = ""  # row-lock clause appended to SELECTs that guard a rule
+    retryable: tuple[type[BaseException], ...] = ()
+    max_attempts = 5
+
+    # -- engine primitives (subclasses) ---------------------------------------------------
+
+    def execute(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> Any:
+        raise NotImplementedError
+
+    def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        raise NotImplementedError
+
+    def begin(self) -> None:
+        raise NotImplementedError
+
+    def commit_tx(self) -> None:
+        raise NotImplementedError
+
+    def rollback(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def insert_events(self, rows: list[tuple[Any, ...]]) -> set[str]:
+        """Insert event rows, skipping ids already stored; return the ids inserted."""
+        raise NotImplementedError
+
+    def insert_tokens(
+        self, rows: list[tuple[Any, ...]]
+    ) -> dict[tuple[str, int], tuple[str, str, str]]:
+        """Insert pass tokens (sid, iat, unit, vehicle, event_id, ts), skipping known ones;
+        return, for every token that was already known, its first (unit, vehicle, event)."""
+        raise NotImplementedError
+
+    def migrate(self) -> int:
+        raise NotImplementedError
+
+    def start_checkpointer(self) -> None:
+        """Engine housekeeping off the commit path (SQLite WAL checkpoints)."""
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def one(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        return self.execute(sql, params).fetchone()
+
+    def all(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        return self.execute(sql, params).fetchall()
+
+    def run(self, sql: str, params: tuple[Any, ...] = ()) -> int:
+        return self.execute(sql, params).rowcount
+
+    # -- the write path --------------------------------------------------------------------
+
+    def commit(self, batch: list[Work], policy: str = "") -> float:
+        """Apply and durably store a batch; fill each item's `result`. Returns seconds spent.
+
+        Retries the whole batch on a retryable engine error (deadlock between workers);
+        any other error propagates and nothing of the batch is stored or answered.
+        """
+        t0 = time.perf_counter()
+        for attempt in range(1, self.max_attempts + 1):
+            for w in batch:
+                w.reset()
+            try:
+                self.begin()
+                self._apply(batch, policy)
+                self.commit_tx()
+                return time.perf_counter() - t0
+            except self.retryable as exc:
+                self.rollback()
+                if attempt == self.max_attempts:
+                    raise
+                log.info("batch retry %d after %s", attempt, type(exc).__name__)
+                time.sleep(0.001 * attempt)
+            except BaseException:
+                self.rollback()
+                raise
+        raise StoreError("unreachable")
+
+    def stage(self, batch: list[Work], policy: str = "") -> None:
+        """The first half of `commit`: open the transaction and apply the batch, leaving
+        only `commit_tx` (the durable flush) to do. With `commit_mode = "split"` the loop
+        runs this half itself and hands only the flush to the store thread, so the GIL
+        changes hands twice per batch instead of once per SQL statement."""
+        for attempt in range(1, self.max_attempts + 1):
+            for w in batch:
+                w.reset()
+            try:
+                self.begin()
+                self._apply(batch, policy)
+                return
+            except self.retryable as exc:
+                self.rollback()
+                if attempt == self.max_attempts:
+                    raise
+                log.info("batch retry %d after %s", attempt, type(exc).__name__)
+                time.sleep(0.001 * attempt)
+            except BaseException:
+                self.rollback()
+                raise
+
+    def _apply(self, batch: list[Work], policy: str) -> None:
+        fast = [w for w in batch if w.kind in FAST_KINDS]
+        slow = [w for w in batch if w.kind not in FAST_KINDS]
+        dups: list[Work] = []
+        if fast:
+            self._fast(fast, policy, dups)
+        updates: list[tuple[Any, ...]] = []
+        for w in slow:
+            row = self._event_row(w, b"")
+            if not self.insert_events([row]):
+                dups.append(w)
+                continue
+            try:
+                RULES[w.kind](self, w)
+            except KeyError:  # pragma: no cover - every kind has a rule
+                log.error("no rule for %s", w.kind)
+            self._finish(w, policy)
+            updates.append((int(w.ok), w.verdict, w.result.decode(), w.id))
+        if updates:
+            self.executemany(
+                "UPDATE events SET ok = ?, verdict = ?, result = ? WHERE id = ?", updates
+            )
+        if dups:
+            self._answer_dups(dups)
+
+    def _fast(self, fast: list[Work], policy: str, dups: list[Work]) -> None:
+        tokens = [
+            (w.sid, w.iat, w.event.unit, w.event.vehicle or "", w.id, w.hub_ts)
+            for w in fast
+            if w.iat is not None and w.sid is not None
+        ]
+        if tokens:
+            known = self.insert_tokens(tokens)
+            if known:
+                for w in fast:
+                    if w.iat is None:
+                        continue
+                    first = known.get((w.sid, w.iat))  # type: ignore[arg-type]
+                    if first is None or first[2] == w.id:
+                        continue
+                    if first[0] != w.event.unit or first[1] != (w.event.vehicle or ""):
+                        w.flags.append("replay")
+                        w.reasons.append(R.REPLAYED_PASS)
+                        if w.verdict is not None and RANK[w.verdict] < RANK["REVIEW"]:
+                            w.verdict = "REVIEW"
+        for w in fast:
+            k = w.kind
+            if k == "vehicle_open":
+                self.run(
+                    "INSERT INTO vehicles (id, unit, plate, opened_ts) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT DO NOTHING",
+                    (w.id, w.event.unit, w.event.plate, w.hub_ts),
+                )
+            elif k == "vehicle_close":
+                self.run(
+                    "UPDATE vehicles SET closed_ts = ?, occupants = ? WHERE id = ?",
+                    (w.hub_ts, w.event.occupants, w.event.vehicle),
+                )
+            elif k == "vehicle_turn_back":
+                self.run(
+                    "UPDATE vehicles SET turned_back = 1, why = ? WHERE id = ?",
+                    (w.event.why, w.event.vehicle),
+                )
+            self._finish(w, policy)
+        inserted = self.insert_events([self._event_row(w, w.result) for w in fast])
+        if len(inserted) != len(fast):
+            dups.extend(w for w in fast if w.id not in inserted)
+
+    def _event_row(self, w: Work, result: bytes) -> tuple[Any, ...]:
+        e = w.event
+        return (
+            w.id,
+            e.unit,
+            e.seq,
+            w.kind,
+            e.ts,
+            w.hub_ts,
+            int(w.ok),
+            w.verdict,
+            w.sid,
+            w.subject,
+            result.decode(),
+            w.body,
+        )
+
+    def _finish(self, w: Work, policy: str) -> None:
+        w.result = encode(
+            Result(
+                id=w.id,
+                ok=w.ok,
+                verdict=w.verdict,
+                reasons=w.reasons,
+                flags=w.flags,
+                policy=policy,
+                at=w.hub_ts,
+            )
+        )
+
+    def _answer_dups(self, dups: list[Work]) -> None:
+        ids = list({w.id for w in dups})
+        stored: dict[str, str] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.all(
+                f"SELECT id, result FROM events WHERE id IN ({marks})", tuple(chunk)
+            ):
+                stored[row[0]] = row[1]
+        for w in dups:
+            text = stored.get(w.id)
+            if not text:  # pragma: no cover - a claimed id always has its result
+                raise StoreError(f"event {w.id} claimed but has no stored result")
+            res = msgspec.structs.replace(decode_result(text.encode()), dup=True)
+            w.ok, w.verdict, w.reasons, w.flags = (
+                res.ok,
+                res.verdict,
+                list(res.reasons),
+                list(res.flags),
+            )
+            w.dup = True
+            w.result = encode(res)
+
+    # -- read side (API) -------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        events = self.one("SELECT COUNT(*) FROM events")[0]
+        verdicts = {
+            (v or "none"): n
+            for v, n in self.all(
+                "SELECT verdict, COUNT(*) FROM events WHERE kind = 'scan' GROUP BY verdict"
+            )
+        }
+        kinds = dict(self.all("SELECT kind, COUNT(*) FROM events GROUP BY kind"))
+        rejected = self.one("SELECT COUNT(*) FROM events WHERE ok = 0")[0]
+        tubes = self.one("SELECT COUNT(*), COUNT(closed_ts) FROM tubes")
+        boxes = self.one("SELECT COUNT(*), COUNT(sealed_ts) FROM boxes")
+        return {
+            "events": events,
+            "by_kind": kinds,
+            "verdicts": verdicts,
+            "rejected": rejected,
+            "tubes": {"opened": tubes[0], "closed": tubes[1]},
+            "boxes": {"opened": boxes[0], "sealed": boxes[1]},
+            "samples": self.one("SELECT COUNT(*) FROM tube_members")[0],
+        }
+
+    def tube(self, code: str) -> dict[str, Any] | None:
+        row = self.one(
+            "SELECT code, event_id, unit, tbl, round, pool, opened_ts, closed_ts, closed_count "
+            "FROM tubes WHERE code = ?",
+            (code,),
+        )
+        if row is None:
+            return None
+        members = [
+            {
+                "slot": m[0],
+                "sid": m[1],
+                "unit": m[2],
+                "at": m[3],
+                "override": bool(m[4]),
+                "event": m[5],
+            }
+            for m in self.all(
+                "SELECT slot, sid, unit, ts, override, event_id FROM tube_members WHERE tube = ? "
+                "ORDER BY slot",
+                (code,),
+            )
+        ]
+        box = self.one("SELECT box, ts FROM box_tubes WHERE tube = ?", (code,))
+        handovers = []
+        if box is not None:
+            handovers = [
+                {
+                    "event": h[0],
+                    "place": h[1],
+                    "handler": h[2],
+                    "tubes": h[3],
+                    "samples": h[4],
+                    "ok": bool(h[5]),
+                    "at": h[6],
+                }
+                for h in self.all(
+                    "SELECT event_id, place, handler, tubes, samples, ok, ts FROM handovers "
+                    "WHERE box = ? ORDER BY ts",
+                    (box[0],),
+                )
+            ]
+        return {
+            "code": row[0],
+            "opened_by": row[1],
+            "unit": row[2],
+            "table": row[3],
+            "round": row[4],
+            "pool": row[5],
+            "opened_at": row[6],
+            "closed_at": row[7],
+            "closed_count": row[8],
+            "members": members,
+            "box": box[0] if box else None,
+            "boxed_at": box[1] if box else None,
+            "handovers": handovers,
+        }
+
+    def passes(self, sid: str, limit: int = 200) -> list[dict[str, Any]]:
+        rows = self.all(
+            "SELECT id, unit, kind, unit_ts, hub_ts, verdict, subject, result FROM events "
+            "WHERE sid = ? ORDER BY hub_ts DESC LIMIT ?",
+            (sid, limit),
+        )
+        out = []
+        for r in rows:
+            res = decode_result(r[7].encode()) if r[7] else None
+            out.append(
+                {
+                    "event": r[0],
+                    "unit": r[1],
+                    "kind": r[2],
+                    "unit_ts": r[3],
+                    "hub_ts": r[4],
+                    "verdict": r[5],
+                    "vehicle" if r[2] == "scan" else "tube": r[6],
+                    "flags": res.flags if res else [],
+                }
+            )
+        return out
+
+    def event_result(self, event_id: str) -> bytes | None:
+        row = self.one("SELECT result FROM events WHERE id = ?", (event_id,))
+        return row[0].encode() if row else None
+
+    def count_events(self, ids: list[str] | None = None) -> int:
+        if ids is None:
+            return self.one("SELECT COUNT(*) FROM events")[0]
+        n = 0
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            n += self.one(
+                f"SELECT COUNT(*) FROM events WHERE id IN ({','.join('?' * len(chunk))})",
+                tuple(chunk),
+            )[0]
+        return n
+
+
+# -- city-wide rules for sampling events ------------------------------------------------------
+
+
+def _tube_open(s: Store, w: Work) -> None:
+    if not w.ok:
+        return
+    e = w.event
+    n = s.run(
+        "INSERT INTO tubes (code, event_id, unit, tbl, round, pool, opened_ts) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        (e.tube, w.id, e.unit, e.table, e.round, e.pool, w.hub_ts),
+    )
+    if n == 0:
+        w.reject(R.TUBE_ALREADY_OPENED)
+
+
+def _tube_add(s: Store, w: Work) -> None:
+    if not w.ok:
+        return
+    e = w.event
+    tube = s.one(f"SELECT pool, round, closed_ts FROM tubes WHERE code = ?{s.lock}", (e.tube,))
+    if tube is None:
+        w.reject(R.TUBE_NOT_OPEN)
+        return
+    pool, rnd, closed = tube
+    if closed is not None:
+        w.reject(R.TUBE_CLOSED)
+        return
+    override = 1 if e.override is not None else 0
+    if not override:
+        taken = s.one(
+            "SELECT tube FROM tube_members WHERE round = ? AND sid = ? AND override = 0",
+            (rnd, w.sid),
+        )
+        if taken is not None:
+            w.reject(R.ALREADY_SAMPLED)
+            return
+    used = {r[0] for r in s.all("SELECT slot FROM tube_members WHERE tube = ?", (e.tube,))}
+    slot = next((i for i in range(1, pool + 1) if i not in used), None)
+    if slot is None:
+        w.reject(R.POOL_FULL)
+        return
+    n = s.run(
+        "INSERT INTO tube_members (tube, slot, pool, sid, round, override, event_id, unit, ts) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        (e.tube, slot, pool, w.sid, rnd, override, w.id, e.unit, w.hub_ts),
+    )
+    if n == 0:
+        # Lost a race the row lock should have prevented: the constraint still decided.
+        w.reject(R.ALREADY_SAMPLED)
+        return
+    if override:
+        w.flags.append("override")
+
+
+def _tube_close(s: Store, w: Work) -> None:
+    e = w.event
+    tube = s.one(f"SELECT closed_ts FROM tubes WHERE code = ?{s.lock}", (e.tube,))
+    if tube is None:
+        w.reject(R.TUBE_NOT_OPEN)
+        return
+    if tube[0] is not None:
+        w.reject(R.TUBE_CLOSED)
+        return
+    count = s.one("SELECT COUNT(*) FROM tube_members WHERE tube = ?", (e.tube,))[0]
+    s.run(
+        "UPDATE tubes SET closed_ts = ?, closed_count = ? WHERE code = ?", (w.hub_ts, count, e.tube)
+    )
+    if count != e.count:
+        w.reject(R.COUNT_MISMATCH)
+        w.flags.append(f"known:{count}")
+
+
+def _box_open(s: Store, w: Work) -> None:
+    if not w.ok:
+        return
+    e = w.event
+    n = s.run(
+        "INSERT INTO boxes (code, event_id, unit, opened_ts) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT DO NOTHING",
+        (e.box, w.id, e.unit, w.hub_ts),
+    )
+    if n == 0:
+        w.reject(R.BOX_ALREADY_OPENED)
+
+
+def _box_add(s: Store, w: Work) -> None:
+    e = w.event
+    box = s.one(f"SELECT sealed_ts FROM boxes WHERE code = ?{s.lock}", (e.box,))
+    if box is None:
+        w.reject(R.BOX_NOT_OPEN)
+        return
+    if box[0] is not None:
+        w.reject(R.BOX_SEALED)
+        return
+    tube = s.one("SELECT closed_ts FROM tubes WHERE code = ?", (e.tube,))
+    if tube is None:
+        w.reject(R.TUBE_NOT_OPEN)
+        return
+    if tube[0] is None:
+        w.reject(R.TUBE_NOT_CLOSED)
+        return
+    n = s.run(
+        "INSERT INTO box_tubes (tube, box, event_id, ts) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT DO NOTHING",
+        (e.tube, e.box, w.id, w.hub_ts),
+    )
+    if n == 0:
+        w.reject(R.TUBE_IN_BOX)
+
+
+def _box_seal(s: Store, w: Work) -> None:
+    e = w.event
+    box = s.one(f"SELECT sealed_ts FROM boxes WHERE code = ?{s.lock}", (e.box,))
+    if box is None:
+        w.reject(R.BOX_NOT_OPEN)
+        return
+    if box[0] is not None:
+        w.reject(R.BOX_SEALED)
+        return
+    count = s.one("SELECT COUNT(*) FROM box_tubes WHERE box = ?", (e.box,))[0]
+    s.run(
+        "UPDATE boxes SET sealed_ts = ?, sealed_tubes = ? WHERE code = ?", (w.hub_ts, count, e.box)
+    )
+    if count != e.tubes:
+        w.reject(R.COUNT_MISMATCH)
+        w.flags.append(f"known:{count}")
+
+
+def _handover(s: Store, w: Work) -> None:
+    e = w.event
+    box = s.one("SELECT sealed_ts FROM boxes WHERE code = ?", (e.box,))
+    if box is None:
+        w.reject(R.BOX_NOT_OPEN)
+        return
+    if box[0] is None:
+        w.reject(R.BOX_NOT_SEALED)
+        return
+    tubes = s.one("SELECT COUNT(*) FROM box_tubes WHERE box = ?", (e.box,))[0]
+    samples = s.one(
+        "SELECT COUNT(*) FROM tube_members m JOIN box_tubes b ON m.tube = b.tube WHERE b.box = ?",
+        (e.box,),
+    )[0]
+    if tubes != e.tubes or samples != e.samples:
+        w.reject(R.COUNT_MISMATCH)
+        w.flags.append(f"known:{tubes}/{samples}")
+    if not e.seal_intact:
+        w.reject(R.SEAL_BROKEN)
+    s.run(
+        "INSERT INTO handovers (event_id, box, unit, place, handler, tubes, samples, known_tubes, "
+        "known_samples, ok, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        (
+            w.id,
+            e.box,
+            e.unit,
+            e.place,
+            e.handler,
+            e.tubes,
+            e.samples,
+            tubes,
+            samples,
+            int(w.ok),
+            w.hub_ts,
+        ),
+    )
+
+
+def _undo(s: Store, w: Work) -> None:
+    e = w.event
+    target = s.one("SELECT kind, unit, ok FROM events WHERE id = ?", (e.target,))
+    if target is None or target[1] != e.unit:
+        w.reject(R.UNKNOWN_TARGET)
+        return
+    kind = target[0]
+    if kind == "tube_add":
+        member = s.one("SELECT tube FROM tube_members WHERE event_id = ?", (e.target,))
+        if member is None:
+            return  # the add was rejected or already undone: nothing to take back
+        tube = s.one(f"SELECT closed_ts FROM tubes WHERE code = ?{s.lock}", (member[0],))
+        if tube is not None and tube[0] is not None:
+            w.reject(R.CANNOT_UNDO)
+            return
+        s.run("DELETE FROM tube_members WHERE event_id = ?", (e.target,))
+    elif kind == "box_add":
+        entry = s.one("SELECT box FROM box_tubes WHERE event_id = ?", (e.target,))
+        if entry is None:
+            return
+        box = s.one(f"SELECT sealed_ts FROM boxes WHERE code = ?{s.lock}", (entry[0],))
+        if box is not None and box[0] is not None:
+            w.reject(R.CANNOT_UNDO)
+            return
+        s.run("DELETE FROM box_tubes WHERE event_id = ?", (e.target,))
+    elif kind in ("tube_open", "tube_close", "box_open", "box_seal", "handover"):
+        # A tube opens once, ever, and seals are physical: these are corrected by staff
+        # at the hub, not undone from a unit.
+        w.reject(R.CANNOT_UNDO)
+
+
+RULES = {
+    "tube_open": _tube_open,
+    "tube_add": _tube_add,
+    "tube_close": _tube_close,
+    "box_open": _box_open,
+    "box_add": _box_add,
+    "box_seal": _box_seal,
+    "handover": _handover,
+    "undo": _undo,
+}

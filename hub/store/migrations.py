@@ -1,0 +1,119 @@
+"""Schema migrations, portable between SQLite and PostgreSQL.
+
+Each migration is a version number and a list of statements, applied in order inside one
+transaction and recorded in `schema_migrations`. Never edit a released migration: add one.
+
+City-wide rules live here as constraints, so they hold across any number of workers
+without check-then-insert races:
+  - a tube opens once, ever: `tubes.code` primary key;
+  - a person is sampled once per round unless overridden: partial unique index on
+    `tube_members (round, sid) WHERE override = 0`;
+  - pool size: a member takes a numbered slot, `PRIMARY KEY (tube, slot)` with
+    `CHECK (slot BETWEEN 1 AND pool)`;
+  - a tube is in one box: `box_tubes.tube` primary key;
+  - a pass token (sid, iat) is first seen once: `pass_tokens` primary key, so a second
+    sighting elsewhere is detected by the conflict;
+  - an event is stored once: `events.id` primary key.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        1,
+        [
+            """CREATE TABLE events (
+                id TEXT PRIMARY KEY,
+                unit TEXT NOT NULL,
+                seq BIGINT NOT NULL,
+                kind TEXT NOT NULL,
+                unit_ts DOUBLE PRECISION NOT NULL,
+                hub_ts DOUBLE PRECISION NOT NULL,
+                ok INTEGER NOT NULL,
+                verdict TEXT,
+                sid TEXT,
+                subject TEXT,
+                result TEXT NOT NULL,
+                body TEXT NOT NULL
+            )""",
+            "CREATE INDEX events_sid ON events (sid) WHERE sid IS NOT NULL",
+            "CREATE INDEX events_unit_seq ON events (unit, seq)",
+            "CREATE INDEX events_subject ON events (subject) WHERE subject IS NOT NULL",
+            """CREATE TABLE pass_tokens (
+                sid TEXT NOT NULL,
+                iat BIGINT NOT NULL,
+                unit TEXT NOT NULL,
+                vehicle TEXT NOT NULL,
+                event_id TEXT NOT NULL,
+                ts DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (sid, iat)
+            )""",
+            """CREATE TABLE tubes (
+                code TEXT PRIMARY KEY,
+                event_id TEXT NOT NULL,
+                unit TEXT NOT NULL,
+                tbl TEXT NOT NULL,
+                round TEXT NOT NULL,
+                pool INTEGER NOT NULL,
+                opened_ts DOUBLE PRECISION NOT NULL,
+                closed_ts DOUBLE PRECISION,
+                closed_count INTEGER
+            )""",
+            """CREATE TABLE tube_members (
+                tube TEXT NOT NULL,
+                slot INTEGER NOT NULL,
+                pool INTEGER NOT NULL,
+                sid TEXT NOT NULL,
+                round TEXT NOT NULL,
+                override INTEGER NOT NULL,
+                event_id TEXT NOT NULL,
+                unit TEXT NOT NULL,
+                ts DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (tube, slot),
+                CHECK (slot >= 1 AND slot <= pool)
+            )""",
+            "CREATE UNIQUE INDEX tube_members_once ON tube_members (round, sid) WHERE override = 0",
+            "CREATE INDEX tube_members_sid ON tube_members (sid)",
+            "CREATE UNIQUE INDEX tube_members_event ON tube_members (event_id)",
+            """CREATE TABLE boxes (
+                code TEXT PRIMARY KEY,
+                event_id TEXT NOT NULL,
+                unit TEXT NOT NULL,
+                opened_ts DOUBLE PRECISION NOT NULL,
+                sealed_ts DOUBLE PRECISION,
+                sealed_tubes INTEGER
+            )""",
+            """CREATE TABLE box_tubes (
+                tube TEXT PRIMARY KEY,
+                box TEXT NOT NULL,
+                event_id TEXT NOT NULL,
+                ts DOUBLE PRECISION NOT NULL
+            )""",
+            "CREATE INDEX box_tubes_box ON box_tubes (box)",
+            """CREATE TABLE handovers (
+                event_id TEXT PRIMARY KEY,
+                box TEXT NOT NULL,
+                unit TEXT NOT NULL,
+                place TEXT NOT NULL,
+                handler TEXT NOT NULL,
+                tubes INTEGER NOT NULL,
+                samples INTEGER NOT NULL,
+                known_tubes INTEGER NOT NULL,
+                known_samples INTEGER NOT NULL,
+                ok INTEGER NOT NULL,
+                ts DOUBLE PRECISION NOT NULL
+            )""",
+            "CREATE INDEX handovers_box ON handovers (box)",
+            """CREATE TABLE vehicles (
+                id TEXT PRIMARY KEY,
+                unit TEXT NOT NULL,
+                plate TEXT NOT NULL,
+                opened_ts DOUBLE PRECISION NOT NULL,
+                closed_ts DOUBLE PRECISION,
+                occupants INTEGER,
+                turned_back INTEGER NOT NULL DEFAULT 0,
+                why TEXT
+            )""",
+        ],
+    ),
+]

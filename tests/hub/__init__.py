@@ -1,0 +1,1 @@
+"""Hub integration tests (real Mosquitto, real PostgreSQL)."""

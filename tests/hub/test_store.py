@@ -1,0 +1,305 @@
+"""City-wide rules in the store, the same suite on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+from checkpost.hub.prepare import Preparer
+from checkpost.hub.store import Store, Work, open_store
+
+from checkpost.codes import Verifier
+from checkpost.policy import load_policy
+from checkpost.protocol import (
+    BoxAdd,
+    BoxOpen,
+    BoxSeal,
+    Handover,
+    Scan,
+    TubeAdd,
+    TubeClose,
+    TubeOpen,
+    Undo,
+    VehicleOpen,
+    encode,
+    uuid7,
+)
+from checkpost.protocol.messages import Override
+
+
+@pytest.fixture(scope="module")
+def prep(issuer: Any) -> Preparer:
+    return Preparer(Verifier(issuer.trust_store()), load_policy(None))
+
+
+class Unit:
+    """Makes events as one unit would (own id, sequence, clock)."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.seq = name, 0
+
+    def __call__(self, cls: Any, **fields: Any) -> Any:
+        self.seq += 1
+        return cls(id=uuid7(), unit=self.name, seq=self.seq, ts=time.time(), **fields)
+
+
+def commit(store: Store, prep: Preparer, *events: Any) -> list[Work]:
+    now = time.time()
+    works = [prep(e, encode(e).decode(), now) for e in events]
+    store.commit(works, "test")
+    return works
+
+
+def codes(works: list[Work]) -> list[list[str]]:
+    return [[r.code for r in w.reasons] for w in works]
+
+
+def tube_code() -> str:
+    return str(uuid.uuid4().int)[:12]
+
+
+def test_event_stored_once_and_redelivery_answered_from_store(store, prep, issuer):
+    u = Unit("cp-1")
+    scan = u(Scan, code=issuer.hp1(), temps=[36.5])
+    opened = u(TubeOpen, tube=tube_code(), pool=5, round="r1")
+    first = commit(store, prep, scan, opened)
+    assert [w.dup for w in first] == [False, False]
+    assert first[0].verdict == "PASS" and first[1].ok
+    again = commit(store, prep, scan, opened, scan)  # redelivered, even twice in one batch
+    assert [w.dup for w in again] == [True, True, True]
+    assert again[0].verdict == "PASS" and again[1].ok  # the stored answer, not "already opened"
+    assert store.count_events([scan.id, opened.id]) == 2
+
+
+def test_tube_opens_once_ever(store, prep):
+    code = tube_code()
+    a, b = Unit("table-a"), Unit("table-b")
+    w = commit(store, prep, a(TubeOpen, tube=code, pool=5, round="r1"))
+    assert w[0].ok
+    w = commit(store, prep, b(TubeOpen, tube=code, pool=5, round="r2"))
+    assert not w[0].ok and codes(w) == [["tube_already_opened"]]
+    same_batch = commit(
+        store,
+        prep,
+        a(TubeOpen, tube=(c := tube_code()), pool=5, round="r"),
+        b(TubeOpen, tube=c, pool=5, round="r"),
+    )
+    assert [x.ok for x in same_batch] == [True, False]
+
+
+def test_bad_tube_code_and_pool_size(store, prep):
+    u = Unit("t")
+    w = commit(
+        store,
+        prep,
+        u(TubeOpen, tube="not-a-tube", pool=5, round="r"),
+        u(TubeOpen, tube=tube_code(), pool=7, round="r"),
+    )
+    assert codes(w) == [["bad_tube_code"], ["pool_size"]]
+
+
+def test_person_once_per_round_unless_overridden(store, prep, issuer):
+    u = Unit("t1")
+    t1, t2 = tube_code(), tube_code()
+    person = issuer.sr1(id_number=str(uuid.uuid4()))
+    w = commit(
+        store,
+        prep,
+        u(TubeOpen, tube=t1, pool=5, round="round-x"),
+        u(TubeOpen, tube=t2, pool=5, round="round-x"),
+        u(TubeAdd, tube=t1, code=person),
+        u(TubeAdd, tube=t2, code=person),
+        u(TubeAdd, tube=t2, code=person, override=Override(staff="nurse-4", why="tube dropped")),
+    )
+    assert [x.ok for x in w] == [True, True, True, False, True]
+    assert codes(w)[3] == ["already_sampled"]
+    assert "override" in w[4].flags
+    other_round = tube_code()
+    w = commit(
+        store,
+        prep,
+        u(TubeOpen, tube=other_round, pool=5, round="round-y"),
+        u(TubeAdd, tube=other_round, code=person),
+    )
+    assert [x.ok for x in w] == [True, True]
+
+
+def test_pool_size_enforced_and_close_counts(store, prep, issuer):
+    u = Unit("t2")
+    t = tube_code()
+    people = [issuer.sr1(id_number=str(uuid.uuid4())) for _ in range(6)]
+    w = commit(
+        store,
+        prep,
+        u(TubeOpen, tube=t, pool=5, round="r"),
+        *[u(TubeAdd, tube=t, code=p) for p in people],
+    )
+    assert [x.ok for x in w] == [True] * 6 + [False]
+    assert codes(w)[-1] == ["pool_full"]
+    w = commit(store, prep, u(TubeClose, tube=t, count=4))
+    assert codes(w) == [["count_mismatch"]]  # closed anyway; the hub knows 5
+    w = commit(
+        store,
+        prep,
+        u(TubeAdd, tube=t, code=issuer.sr1(id_number="late")),
+        u(TubeClose, tube=t, count=5),
+    )
+    assert codes(w) == [["tube_closed"], ["tube_closed"]]
+    info = store.tube(t)
+    assert info is not None and len(info["members"]) == 5 and info["closed_count"] == 5
+
+
+def test_forged_registration_is_refused_without_touching_the_tube(store, prep, issuer):
+    u = Unit("t3")
+    t = tube_code()
+    good = issuer.sr1(id_number="x1")
+    forged = good[:-5] + ("AAAAA" if not good.endswith("AAAAA") else "BBBBB")
+    w = commit(
+        store,
+        prep,
+        u(TubeOpen, tube=t, pool=5, round="r"),
+        u(TubeAdd, tube=t, code=forged),
+        u(TubeAdd, tube=t, code=issuer.hp1()),
+    )
+    assert [x.ok for x in w] == [True, False, False]
+    assert store.tube(t)["members"] == []
+
+
+def _filled_box(
+    store: Store, prep: Preparer, issuer: Any, u: Unit, tubes: int = 2, pool: int = 5
+) -> tuple[str, list[str]]:
+    box = f"BOX{uuid.uuid4().int % 10**8:08d}"
+    codes_ = []
+    events: list[Any] = [u(BoxOpen, box=box)]
+    for _ in range(tubes):
+        t = tube_code()
+        codes_.append(t)
+        events.append(u(TubeOpen, tube=t, pool=pool, round=f"r-{box}"))
+        events += [
+            u(TubeAdd, tube=t, code=issuer.sr1(id_number=str(uuid.uuid4()))) for _ in range(pool)
+        ]
+        events.append(u(TubeClose, tube=t, count=pool))
+        events.append(u(BoxAdd, box=box, tube=t))
+    w = commit(store, prep, *events)
+    assert all(x.ok for x in w), codes(w)
+    return box, codes_
+
+
+def test_tube_in_one_box_and_sealed_box_takes_nothing(store, prep, issuer):
+    u = Unit("t4")
+    box, tubes = _filled_box(store, prep, issuer, u)
+    other = f"BOX{uuid.uuid4().int % 10**8:08d}"
+    w = commit(store, prep, u(BoxOpen, box=other), u(BoxAdd, box=other, tube=tubes[0]))
+    assert codes(w) == [[], ["tube_in_other_box"]]
+    w = commit(store, prep, u(BoxSeal, box=box, tubes=2))
+    assert w[0].ok
+    _filled_box(store, prep, issuer, u, tubes=1)  # a closed tube, boxed elsewhere
+    extra = tube_code()
+    w = commit(
+        store, prep,
+        u(TubeOpen, tube=extra, pool=1, round="z"),
+        u(TubeClose, tube=extra, count=0),
+        u(BoxAdd, box=box, tube=extra),
+        u(BoxSeal, box=box, tubes=2),
+    )  # fmt: skip
+    assert codes(w)[2:] == [["box_sealed"], ["box_sealed"]]
+
+
+def test_handover_counts_must_match(store, prep, issuer):
+    u = Unit("t5")
+    box, _ = _filled_box(store, prep, issuer, u, tubes=2, pool=5)
+    w = commit(store, prep, u(Handover, box=box, tubes=2, samples=10, handler="c1"))
+    assert codes(w) == [["box_not_sealed"]]
+    commit(store, prep, u(BoxSeal, box=box, tubes=2))
+    w = commit(
+        store, prep,
+        u(Handover, box=box, tubes=2, samples=10, handler="c1"),
+        u(Handover, box=box, tubes=2, samples=9, handler="lab", place="lab"),
+        u(Handover, box=box, tubes=2, samples=10, handler="t", place="transfer", seal_intact=False),
+    )  # fmt: skip
+    assert codes(w) == [[], ["count_mismatch"], ["seal_broken"]]
+    info = store.tube(_[0])
+    assert info["box"] == box and len(info["handovers"]) == 3
+
+
+def test_undo_frees_the_slot_until_the_tube_closes(store, prep, issuer):
+    u = Unit("t6")
+    t = tube_code()
+    person = issuer.sr1(id_number=str(uuid.uuid4()))
+    opened, added = u(TubeOpen, tube=t, pool=1, round="u"), u(TubeAdd, tube=t, code=person)
+    commit(store, prep, opened, added)
+    w = commit(
+        store, prep, u(Undo, target=added.id, why="wrong tube"), u(TubeAdd, tube=t, code=person)
+    )
+    assert [x.ok for x in w] == [True, True]
+    w = commit(
+        store,
+        prep,
+        u(TubeClose, tube=t, count=1),
+        u(Undo, target=w[1].id),
+        u(Undo, target=opened.id),
+    )
+    assert codes(w) == [[], ["cannot_undo"], ["cannot_undo"]]
+    w = commit(store, prep, Unit("other")(Undo, target=added.id))
+    assert codes(w) == [["unknown_target"]]
+
+
+def test_replayed_pass_is_flagged(store, prep, issuer):
+    token = issuer.hp1(id_number=str(uuid.uuid4()))
+    a, b = Unit("cp-a"), Unit("cp-b")
+    va, vb = a(VehicleOpen, plate="京A12345"), a(VehicleOpen, plate="京B00001")
+    w = commit(store, prep, va, vb, a(Scan, code=token, temps=[36.4], vehicle=va.id))
+    assert w[2].verdict == "PASS" and w[2].flags == []
+    w = commit(
+        store, prep,
+        a(Scan, code=token, temps=[36.4], vehicle=va.id),  # rescanned in the same car: fine
+        a(Scan, code=token, temps=[36.4], vehicle=vb.id),  # same screenshot, another car
+        b(Scan, code=token, temps=[36.4]),  # same screenshot, another checkpoint
+    )  # fmt: skip
+    assert [x.flags for x in w] == [[], ["replay"], ["replay"]]
+    assert [x.verdict for x in w] == ["PASS", "REVIEW", "REVIEW"]
+    assert "replayed_pass" in codes(w)[2]
+    sid = w[0].sid
+    seen = store.passes(sid)
+    assert {s["unit"] for s in seen} == {"cp-a", "cp-b"} and len(seen) == 4
+
+
+def test_concurrent_same_tube_opens_have_one_winner(db_url, prep):
+    """Two connections (as two workers) open the same tubes at the same instant."""
+    stores = [open_store(db_url) for _ in range(2)]
+    tubes = [tube_code() for _ in range(30)]
+    results: list[list[Work]] = [[], []]
+    barrier = threading.Barrier(2)
+
+    def worker(i: int) -> None:
+        u = Unit(f"table-{i}")
+        for t in tubes:
+            barrier.wait()
+            results[i] += commit(stores[i], prep, u(TubeOpen, tube=t, pool=5, round="race"))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    for a, b in zip(results[0], results[1], strict=True):
+        assert a.ok != b.ok  # exactly one winner per tube
+    assert sum(s.one("SELECT COUNT(*) FROM tubes")[0] for s in stores[:1]) >= len(tubes)
+    for s in stores:
+        s.close()
+
+
+def test_stats_and_lookups(store, prep, issuer):
+    u = Unit("cp-s")
+    commit(
+        store,
+        prep,
+        u(Scan, code=issuer.hp1(colour="R"), temps=[36.5]),
+        u(Scan, code=issuer.hp1(), temps=[36.5]),
+    )
+    s = store.stats()
+    assert s["verdicts"]["FAIL"] >= 1 and s["verdicts"]["PASS"] >= 1
+    assert store.tube("000") is None
