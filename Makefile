@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 
-.PHONY: demo test bench lint fmt deb-runtime deb-test clean
+.PHONY: demo test fuzz bench lint fmt deb-runtime deb-test clean
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "checkpost needs Python 3.11 or newer"; exit 1; }
@@ -31,6 +31,10 @@ demo: $(STAMP) deb-runtime
 
 test: $(STAMP) deb-test
 	$(BIN)/python -m pytest -q $(ARGS)
+
+# Properties with fresh random seeds and ten times the examples (`make test` is derandomised).
+fuzz: $(STAMP) deb-test
+	CHECKPOST_HYPOTHESIS=fuzz $(BIN)/python -m pytest -q $(ARGS)
 
 bench: $(STAMP) deb-runtime
 	$(BIN)/checkpost bench verify

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from checkpost.codes import Verifier, cose
-from checkpost.codes.base45 import ALPHABET, b45decode, b45encode
+from checkpost.codes.base45 import ALPHABET, Base45Error, b45decode, b45encode
 from checkpost.codes.claims import CLAIM_EXP, CLAIM_HP1, CLAIM_IAT, CLAIM_ISS, CLAIM_SR1
 from checkpost.codes.trust import (
     TrustListError,
@@ -203,6 +203,9 @@ def test_any_changed_base45_character_fails(verifier, genuine, alg, where, data)
     new = data.draw(st.sampled_from([c for c in ALPHABET if c != body[i]]))
     tampered = code[:4] + body[:i] + new + body[i + 1 :]
     decoded, verdict, codes = check(verifier, tampered)
+    if _inflates_to_original(tampered, code):
+        assert verdict.verdict == "PASS", (i, new, decoded.steps)
+        return
     assert verdict.verdict == "FAIL", (i, new, decoded.steps)
     assert set(codes) & INTEGRITY, codes
 
@@ -214,8 +217,9 @@ def test_any_changed_compressed_byte_fails(verifier, genuine, alg, where, xor) -
     raw = bytearray(b45decode(genuine[alg][4:]))
     i = int(where * len(raw))
     raw[i] ^= xor
-    decoded, verdict, codes = check(verifier, "HP1:" + b45encode(bytes(raw)))
-    if _inflates_to_original(bytes(raw), genuine[alg]):
+    tampered = "HP1:" + b45encode(bytes(raw))
+    decoded, verdict, codes = check(verifier, tampered)
+    if _inflates_to_original(tampered, genuine[alg]):
         # Deflate has bits no decoder reads (the padding after a stored block's header):
         # flipping them leaves the signed message unchanged, so it still passes.
         assert verdict.verdict == "PASS", (i, xor, decoded.steps)
@@ -224,10 +228,11 @@ def test_any_changed_compressed_byte_fails(verifier, genuine, alg, where, xor) -
     assert set(codes) & INTEGRITY, codes
 
 
-def _inflates_to_original(raw: bytes, code: str) -> bool:
+def _inflates_to_original(tampered: str, code: str) -> bool:
+    """True when a change touched only bits no decoder reads, so the signed bytes are equal."""
     try:
-        return zlib.decompress(raw) == zlib.decompress(b45decode(code[4:]))
-    except zlib.error:
+        return zlib.decompress(b45decode(tampered[4:])) == zlib.decompress(b45decode(code[4:]))
+    except (zlib.error, Base45Error):
         return False
 
 
