@@ -12,6 +12,6 @@ import os
 
 from hypothesis import settings
 
-settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
 settings.register_profile("fuzz", derandomize=False, max_examples=1000, print_blob=True)
 settings.load_profile(os.environ.get("CHECKPOST_HYPOTHESIS", "ci"))
