@@ -124,16 +124,31 @@ def parse_sign1(data: bytes) -> Sign1:
         raise CoseError("signature must be a byte string")
     if not isinstance(unprot, MAP_TYPES):
         raise CoseError("unprotected header must be a map")
-    if prot_raw:
-        try:
-            prot = cbor2.loads(prot_raw)
-        except Exception as exc:
-            raise CoseError(f"protected header is not CBOR: {exc}") from None
-        if not isinstance(prot, MAP_TYPES):
-            raise CoseError("protected header must be a map")
-    else:
-        prot = {}
+    prot = _HEADERS.get(prot_raw)
+    if prot is None:
+        prot = _protected(prot_raw)
+        if len(_HEADERS) >= _HEADERS_MAX:
+            _HEADERS.clear()
+        _HEADERS[prot_raw] = prot
     return Sign1(prot_raw, prot, unprot, payload, signature, tagged)
+
+
+# Protected headers, parsed: an issuer's header ({alg, kid}) is the same bytes on every code
+# it signs, so a unit sees a handful of distinct ones. Bounded, read-only once stored.
+_HEADERS: dict[bytes, Mapping[Any, Any]] = {}
+_HEADERS_MAX = 4096
+
+
+def _protected(prot_raw: bytes) -> Mapping[Any, Any]:
+    if not prot_raw:
+        return cbor2.frozendict()
+    try:
+        prot = cbor2.loads(prot_raw)
+    except Exception as exc:
+        raise CoseError(f"protected header is not CBOR: {exc}") from None
+    if not isinstance(prot, MAP_TYPES):
+        raise CoseError("protected header must be a map")
+    return cbor2.frozendict(prot) if isinstance(prot, dict) else prot
 
 
 def verify_signature(

@@ -119,7 +119,7 @@ class Decoded:
     @property
     def valid(self) -> bool:
         """All steps passed: the code is genuine, current and well-formed."""
-        return not self.reasons and all(self.steps.values())
+        return not self.reasons and False not in self.steps.values()
 
     def fail(self, step: str, why: Reason) -> None:
         self.steps[step] = False
@@ -167,14 +167,6 @@ def _is_zlib_header(data: bytes) -> bool:
         return False
     cmf, flg = data[0], data[1]
     return cmf & 0x0F == 8 and cmf >> 4 <= 7 and (cmf * 256 + flg) % 31 == 0
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    return None
 
 
 class Verifier:
@@ -308,13 +300,11 @@ class Verifier:
         if alg not in cose.ALG_NAMES:
             d.fail("signature", reason("bad_algorithm", alg=alg))
             return
-        candidates = self.trust.candidates(d.kid)
+        candidates = self.trust.signers(d.kid, d.format)
         if not candidates:
             d.fail("signature", reason("unknown_key"))
             return
         tbs = msg.to_be_signed()
-        if len(candidates) > 1:  # keys allowed to sign this format first
-            candidates = sorted(candidates, key=lambda e: d.format not in e.kinds)
         for entry in candidates:
             if entry.cose_alg == alg and cose.verify_signature(
                 alg, entry.public_key, tbs, msg.signature, key_checked=True
@@ -328,7 +318,10 @@ class Verifier:
 
     def _expiry(self, d: Decoded, now: float) -> None:
         claims = d.claims or {}
-        exp, iat = _number(claims.get(CLAIM_EXP)), _number(claims.get(CLAIM_IAT))
+        exp, iat = claims.get(CLAIM_EXP), claims.get(CLAIM_IAT)
+        # Numbers only (a bool is an int to Python, not a time to us).
+        exp = float(exp) if type(exp) is int or type(exp) is float else None
+        iat = float(iat) if type(iat) is int or type(iat) is float else None
         d.exp, d.iat = exp, iat
         if exp is None:
             d.fail("expiry", reason("no_expiry"))
@@ -385,6 +378,9 @@ class Verifier:
 
     def _revocation(self, d: Decoded) -> None:
         revoked = self.trust.revoked_ids
+        if not revoked:  # the common case: nothing to look up, no identifiers to hash
+            d.steps["revocation"] = True
+            return
         if d.format == "HC1":
             ids = certificate_ids(d.content)
         else:
@@ -392,7 +388,7 @@ class Verifier:
             if sid is None and isinstance(d.content, dict):
                 sid = d.content.get("sid")
             ids = [sid] if isinstance(sid, str) else []
-        if revoked and any(hashed_id(i) in revoked for i in ids):
+        if any(hashed_id(i) in revoked for i in ids):
             d.fail("revocation", reason("revoked"))
         else:
             d.steps["revocation"] = True

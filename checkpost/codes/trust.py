@@ -210,9 +210,24 @@ class TrustStore:
     issued_at: str = ""
     issuer: str = ""
     accept_demo: bool = False
+    _signers: dict[tuple[bytes, str, bool], tuple[TrustEntry, ...]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def add(self, entry: TrustEntry) -> None:
         self.by_kid.setdefault(entry.kid, []).append(entry)
+        self._signers.clear()
+
+    def signers(self, kid: bytes, fmt: str) -> tuple[TrustEntry, ...]:
+        """The keys to try for a code of format `fmt` signed under `kid`: the candidates,
+        keys allowed to sign that format first. Memoised per (kid, format), since every scan
+        asks and the answer changes only when a key is added."""
+        key = (kid, fmt, self.accept_demo)
+        hit = self._signers.get(key)
+        if hit is None:
+            found = sorted(self.candidates(kid), key=lambda e: fmt not in e.kinds)
+            hit = self._signers[key] = tuple(found)
+        return hit
 
     def candidates(self, kid: bytes | None) -> list[TrustEntry]:
         entries = self.by_kid.get(kid) if kid is not None else None

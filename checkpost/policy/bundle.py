@@ -215,6 +215,7 @@ class Policy:
         self.fused: dict[str, FusedRules] = {
             kind: FusedRules([pr.rule.logic for pr in rules]) for kind, rules in self.rules.items()
         }
+        self._combined: dict[tuple[str, ...], tuple[FusedRules, list[PolicyRule]]] = {}
         self.eu_rules: Any = None
         if self.eu_rule_docs:
             from checkpost.rules.eu import RuleError, RuleSet
@@ -239,6 +240,16 @@ class Policy:
         if name in ("clock", "checkpoint", "temperature", "hc1", "sampling", "codes"):
             return getattr(self.params, name)
         raise AttributeError(name)
+
+    def combined(self, kinds: tuple[str, ...]) -> tuple[FusedRules, list[PolicyRule]]:
+        """The rules of several certificate types fused into one function, for a scan that
+        all of them judge at once (an HP1 pass and the temperature taken with it): one call
+        instead of one per type. Built on first use per combination, then reused."""
+        hit = self._combined.get(kinds)
+        if hit is None:
+            rules = [pr for kind in kinds for pr in self.rules.get(kind, ())]
+            hit = self._combined[kinds] = (FusedRules([pr.rule.logic for pr in rules]), rules)
+        return hit
 
     def rules_for(self, certificate_type: str) -> list[PolicyRule]:
         return self.rules.get(certificate_type, [])

@@ -15,6 +15,7 @@ the worst verdict wins. A rule that cannot be evaluated (bad data) counts as fai
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -79,18 +80,19 @@ def station_for(fmt: str) -> Station:
 
 
 def _run(
-    acc: _Acc, policy: Policy, kind: str, data: Any, temps: Sequence[float] | None = None
+    acc: _Acc,
+    policy: Policy,
+    kinds: tuple[str, ...],
+    data: Any,
+    temps: Sequence[float] | None = None,
 ) -> None:
-    """Evaluate the policy's rules of `kind` on `data`; every miss adds its reason. A value
+    """Evaluate the policy's rules of `kinds` on `data`; every miss adds its reason. A value
     that is falsy fails with the rule's verdict; one that is neither truthy nor falsy, or a
     spec error, means the rule could not be decided: FAIL (fail closed)."""
-    fused = policy.fused.get(kind)
-    if fused is None:
-        return
+    fused, rules = policy.combined(kinds)
     misses = fused.misses(data)
     if not misses:
         return
-    rules = policy.rules[kind]
     temp = f"{temps[-1]:.1f}" if temps else ""
     for index, value in misses:
         pr = rules[index]
@@ -129,27 +131,50 @@ def decide(
         why = reason("wrong_station", kind=fmt, station=station)
         acc.add("FAIL", Reason(why.code, why.en, why.zh.replace(station, zh_station, 1)))
         return acc.verdict()
+    measured = temperatures is not None and (station == "checkpoint" or station == "gate")
+    data: dict[str, Any]
+    kinds: tuple[str, ...]
     if fmt == "HP1" or fmt == "SR1":
         claims = decoded.claims or {}
         external = {"now": int(now), "iat": int(decoded.iat or 0), "exp": int(decoded.exp or 0)}
-        _run(acc, policy, fmt, {"payload": claims.get(_CLAIM[fmt]), "external": external})
+        data = {"payload": claims.get(_CLAIM[fmt]), "external": external}
+        kinds = (fmt,)
     elif fmt == "HC1":
-        _eu_certificate(acc, decoded, now, policy)
-    if temperatures is not None and (station == "checkpoint" or station == "gate"):
+        found = _eu_certificate(acc, decoded, now, policy)
+        data, kinds = found or ({"external": {}}, ())
+    else:  # tube and box codes: their pattern matched, no rule reads them
+        data, kinds = {"external": {}}, ()
+    if measured:
         # Rules see readings newest first, in tenths of a degree (CertLogic compares integers).
-        readings = [round(t * 10) for t in temperatures[::-1]]
-        data = {"external": {"readings": readings, "readingCount": len(readings)}}
-        _run(acc, policy, "Temperature", data, temperatures)
+        readings = [round(t * 10) for t in temperatures[::-1]]  # type: ignore[index]
+        external = data["external"]
+        external["readings"] = readings
+        external["readingCount"] = len(readings)
+        kinds += ("Temperature",)
+    if kinds:
+        _run(acc, policy, kinds, data, temperatures)
     return acc.verdict()
 
 
-def _eu_certificate(acc: _Acc, decoded: Decoded, now: float, policy: Policy) -> None:
+@functools.lru_cache(maxsize=8)
+def _iso(second: int) -> str:
+    """RFC 3339 text of a whole second. Cached: a station decides many certificates within
+    the same second, and formatting a datetime costs more than the rules that read it."""
+    return dt.datetime.fromtimestamp(second, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _eu_certificate(
+    acc: _Acc, decoded: Decoded, now: float, policy: Policy
+) -> tuple[dict[str, Any], tuple[str, ...]] | None:
+    """Judge an EU certificate. With a country of acceptance and its EU rules configured,
+    those rules decide here and now (None is returned); otherwise the rule data and the kinds
+    of our own HC1 rules to run (General + the certificate's type) are returned."""
     dcc = decoded.content
-    clock = dt.datetime.fromtimestamp(int(now), dt.UTC).isoformat().replace("+00:00", "Z")
+    clock = _iso(int(now))
     kinds = [name for key, name in _DCC_TYPES if isinstance(dcc, dict) and dcc.get(key)]
     if len(kinds) != 1:
         acc.add("FAIL", reason("hc1_no_entry"))
-        return
+        return None
     country = policy.hc1.accept_country
     if country and policy.eu_rules is not None:
         report = policy.eu_rules.check(
@@ -171,17 +196,14 @@ def _eu_certificate(acc: _Acc, decoded: Decoded, now: float, policy: Policy) -> 
                     f"{rule.identifier}：{text_zh}",
                 ),
             )
-        return
-    latest = dt.datetime.fromtimestamp(int(now + policy.clock.skew_seconds), dt.UTC)
+        return None
     external = {
         "validationClock": clock,
         # The latest instant another clock may show: what "in the future" is measured from.
-        "validationClockLatest": latest.isoformat().replace("+00:00", "Z"),
+        "validationClockLatest": _iso(int(now + policy.clock.skew_seconds)),
         "now": int(now),
         "iat": int(decoded.iat or 0),
         "exp": int(decoded.exp or 0),
         "valueSets": policy.value_sets,
     }
-    data = {"payload": dcc, "external": external}
-    _run(acc, policy, "General", data)
-    _run(acc, policy, kinds[0], data)
+    return {"payload": dcc, "external": external}, ("General", kinds[0])
