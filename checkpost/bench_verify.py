@@ -119,6 +119,11 @@ def run(args: argparse.Namespace) -> int:
         "HC1 ES256": hc1,
     }
     verify, policy = ctx.verifier.verify, ctx.policy
+    # As the hub loop and the edge agent do once started: long-lived objects (trust store,
+    # compiled rules and schemas, modules) leave the collector's generations, so a scan's
+    # short-lived garbage is all a collection walks.
+    gc.collect()
+    gc.freeze()
     schemas_ok = ctx.verifier.schemas is not None and ctx.verifier.schemas.available
     temps = [36.5]
     figures: dict[str, Any] = {

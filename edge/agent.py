@@ -19,6 +19,7 @@ camera then drops frames, which is what it should do under overload), never an e
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from checkpost.edge.config import EdgeConfig
-from checkpost.edge.documents import DocumentError, Documents
+from checkpost.edge.documents import AlreadyApplied, DocumentError, Documents
 from checkpost.edge.outbox import Outbox, OutboxError
 from checkpost.edge.reasons import local_reason
 from checkpost.edge.workflows import (
@@ -37,6 +38,7 @@ from checkpost.edge.workflows import (
     DeviceState,
     Notice,
     Reading,
+    Step,
     Tick,
     Workflow,
     make_workflow,
@@ -58,6 +60,15 @@ class HubResult:
 class PushedDocument:
     kind: str
     payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PushedList:
+    """A list the hub publishes retained under ``<root>/hub/…`` (the gate's sealed list)."""
+
+    kind: str
+    payload: bytes
+    cached: bool = False  # read back from the unit's own cache at start
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +142,11 @@ class Unit:
         self.workflow: Workflow = make_workflow(
             self.station, self.unit_id, ctx.verifier, ctx.policy, **self._workflow_options()
         )
+        self._feeds_session: int | None = None
+        for kind in self._feed_topics().values():  # the newest list seen, until the hub's
+            cached = self.data_dir / f"{kind}-list.json"
+            if cached.exists():
+                self._apply_list(PushedList(kind, cached.read_bytes(), cached=True), clock())
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=2000)
         self.link: Any = None
         self.io: Any = None  # hardware StationIO
@@ -177,6 +193,7 @@ class Unit:
                 "window_s": c.thermometer.window_s,
                 "shift_hours": c.checkpoint.shift_hours,
                 "staff": staff,
+                "directions": tuple(c.checkpoint.directions),
             }
         if self.station == "gate":
             return {
@@ -196,6 +213,7 @@ class Unit:
                 "box_labels": s.box_labels,
                 "utc_offset_h": s.utc_offset_h,
                 "staff": staff,
+                "manual_key": s.manual_key,
             }
         return {"staff": staff}
 
@@ -214,7 +232,7 @@ class Unit:
                 on_result=lambda r: self.submit(HubResult(r)),
                 on_command=self._on_command,
                 on_document=lambda kind, payload: self.submit(PushedDocument(kind, payload)),
-                on_change=lambda: self.submit(Tick()),
+                on_change=self._on_link_change,
                 status_info=self.status_info,
                 window=self.cfg.link.window,
                 resend_after=self.cfg.link.resend_after_s,
@@ -234,6 +252,50 @@ class Unit:
 
         self._spawn(lambda: telemetry_loop(self, self._stop), "telemetry")
         return self
+
+    def _on_link_change(self) -> None:
+        self._subscribe_feeds()
+        self.submit(Tick())
+
+    # -- lists the hub pushes (retained, under <root>/hub/…) ---------------------------------
+
+    def _feed_topics(self) -> dict[str, str]:
+        from checkpost.protocol.lists import sealed_topic
+
+        if self.station == "gate":
+            return {sealed_topic(self.cfg.link.root): "sealed"}
+        return {}
+
+    def _subscribe_feeds(self) -> None:
+        """Once per MQTT session (the link's subscriptions are made again on each connect;
+        ours are too): the retained list arrives right after subscribing."""
+        link = self.link
+        if link is None or not link.connected or self._feeds_session == link.session:
+            return
+        self._feeds_session = link.session
+        for topic, kind in self._feed_topics().items():
+
+            def on_list(client: Any, userdata: Any, msg: Any, kind: str = kind) -> None:
+                if 0 < len(msg.payload) <= 16 * 1024 * 1024:
+                    self.submit(PushedList(kind, bytes(msg.payload)))
+
+            link.client.message_callback_add(topic, on_list)
+            link.client.subscribe(topic, 1)
+
+    def _apply_list(self, inp: PushedList, now: float) -> Step:
+        wf = self.workflow
+        if inp.kind != "sealed" or not hasattr(wf, "on_sealed_document"):
+            return Step()
+        step: Step = wf.on_sealed_document(inp.payload, self.documents.trust_keys, now)
+        if not inp.cached and any(j[0] == "sealed_list_applied" for j in step.journal):
+            path = self.data_dir / f"{inp.kind}-list.json"
+            tmp = path.with_suffix(".tmp")
+            with open(tmp, "wb") as fh:
+                fh.write(inp.payload)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        return step
 
     def _spawn(self, fn: Callable[[], None], name: str) -> None:
         t = threading.Thread(target=fn, name=f"{self.unit_id}-{name}", daemon=True)
@@ -310,6 +372,8 @@ class Unit:
         elif isinstance(inp, Control):
             inp.fn()
             return self.push_screen(now)
+        elif isinstance(inp, PushedList):
+            step = self._apply_list(inp, now)
         else:
             if isinstance(inp, CodeRead) and self.thermometer is not None:
                 self._bind_latest_reading()
@@ -404,26 +468,42 @@ class Unit:
 
     # -- hub commands -----------------------------------------------------------------------
 
-    def _on_command(self, cmd: str, args: dict[str, Any]) -> str:
-        """Runs on the link's thread: quick checks here, the work on the worker thread."""
+    def _on_command(self, cmd: str, args: dict[str, Any]) -> Any:
+        """Runs on the link's thread: quick checks here, the work on the worker thread.
+        Returns the error ("" = done), or (error, detail), or a Future of (error, detail)
+        that the link acknowledges when the worker has done it (docs/protocol.md)."""
         link = self.link
         if cmd in ("rebirth", "resend_status"):
             if link is not None:
                 link.publish_status()
-            return ""
+            self.send_telemetry_now()
+            return "", {"session": None if link is None else link.session, **self.status_info()}
         if cmd in ("flush_outbox", "sync_now"):
             if link is not None:
                 link.sync_now()
-            return ""
+                link.refetch_documents()
+            return "", {"outbox": self.outbox.stats().depth}
         if cmd == "set_log_level":
             level = str(args.get("level", "")).upper()
             if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-                return f"unknown log level {level!r}"
+                return f"unknown log level {level!r} (DEBUG, INFO, WARNING or ERROR)"
             logging.getLogger("checkpost").setLevel(level)
-            return ""
+            return "", {"level": level}
         if cmd in ("reload", "reload_policy", "reload_trust"):
-            self.submit(Control(self._reload))
-            return ""
+            from concurrent.futures import Future
+
+            fut: Future[tuple[str, dict[str, Any]]] = Future()
+
+            def reload() -> None:
+                try:
+                    fut.set_result(self._reload())
+                except Exception as exc:  # answered, and the worker goes on
+                    fut.set_result((f"reload failed: {type(exc).__name__}: {exc}", {}))
+                    raise
+
+            if not self.submit(Control(reload), timeout=2.0):
+                return "unit busy or stopping: reload not queued"
+            return fut
         if cmd == "set_list":
             name = str(args.get("name", ""))
             items = args.get("items")
@@ -437,24 +517,45 @@ class Unit:
                 self.submit(Control(lambda: self.workflow.set_manifest(items, version)))  # type: ignore[attr-defined]
                 return ""
             return f"list {name!r} does not apply to a {self.station} station"
-        return f"unknown command {cmd!r}"
+        return (
+            f"unknown command {cmd!r} "
+            "(this unit knows reload, set_log_level, resend_status, sync_now, set_list)"
+        )
 
-    def _reload(self) -> None:
+    def _reload(self) -> tuple[str, dict[str, Any]]:
+        """Command `reload`: the configured trust list and policy again, then the cached
+        pushed ones where newer. On an error the current documents stay in use."""
         from checkpost.runtime import build_context
 
         try:
             ctx = build_context(self.cfg.core, issuer_dir=self.cfg.issuer_dir, base=self.base)
         except ValueError as exc:
             log.error("reload failed, keeping the current documents: %s", exc)
-            return
-        self.documents.context = ctx
+            return f"reload failed, current documents kept: {exc}", {}
+        self.documents.reset(ctx)
         self.documents.load_cached()
         ctx = self.documents.context
         self.workflow.set_context(ctx.verifier, ctx.policy)
+        if self.link is not None:
+            self.link.publish_status()
+        return "", {"policy": ctx.policy.version, "trust": str(ctx.trust.version)}
+
+    def send_telemetry_now(self) -> None:
+        """One telemetry message now (command `resend_status`), besides the periodic ones."""
+        if self.link is None:
+            return
+        import msgspec
+        from checkpost.edge.telemetry import collect
+
+        t = collect(self, self.clock(), {})
+        self.last_telemetry = t
+        self.link.publish_telemetry(msgspec.json.encode(t))
 
     def _apply_document(self, doc: PushedDocument) -> None:
         try:
             changed = self.documents.apply(doc.kind, doc.payload)
+        except AlreadyApplied:
+            return  # the retained document seen again (reconnect, sync_now)
         except DocumentError as exc:
             self.outbox.journal("document_refused", doc.kind, {"why": str(exc)})
             return

@@ -81,6 +81,11 @@ class TelemetrySection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 class CheckpointSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     shift_hours: Annotated[float, msgspec.Meta(gt=0, le=24)] = 8.0
+    # the directions a vehicle is recorded with: "in"/"out", or the road's own names
+    directions: Annotated[
+        list[Annotated[str, msgspec.Meta(min_length=1, max_length=32)]],
+        msgspec.Meta(min_length=1, max_length=8),
+    ] = msgspec.field(default_factory=lambda: ["in", "out"])
 
 
 class GateSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -96,6 +101,8 @@ class SamplingSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     tube_labels: int | None = None  # pre-printed labels at the table (None: not tracked)
     box_labels: int | None = None
     utc_offset_h: Annotated[float, msgspec.Meta(ge=-14, le=14)] = 8.0
+    # key of the ID-number hash of people entered by hand: the same on every unit
+    manual_key: Annotated[str, msgspec.Meta(min_length=8, max_length=128)] = "checkpost-manual-1"
 
 
 class EdgeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -200,6 +207,9 @@ def check(cfg: EdgeConfig) -> list[str]:
     h = cfg.http.listen
     if h not in ("", "none") and not re.fullmatch(r"[\w.:-]+:\d{1,5}", h):
         problems.append(f"http.listen: expected HOST:PORT or none (got {h!r})")
+    dirs = cfg.checkpoint.directions
+    if len(set(dirs)) != len(dirs):
+        problems.append(f"checkpoint.directions: names must be distinct (got {dirs!r})")
     if cfg.sampling.pool is not None and not 1 <= cfg.sampling.pool <= 50:
         problems.append(f"sampling.pool: 1-50 (got {cfg.sampling.pool})")
     if cfg.gpio.pins:

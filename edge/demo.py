@@ -12,8 +12,12 @@ with its station page:
 - **sampling tables**: a simulated hand-held scanner (tube labels, SR1 registrations, box
   labels; now and then the same person twice, which the table refuses), tubes filled and
   closed, boxes sealed and handed over;
-- a **transfer point** that receives every sealed box (scanning its tubes) against the
-  manifest the sampling tables produced.
+- a **transfer point** that receives every sealed box (scanning its tubes), each checked
+  against what the hub knows of it (a ``box_check`` answered by the hub's store);
+- the gate's sealed-building list is pushed by the hub side: signed and published retained
+  on ``<root>/hub/sealed`` (``checkpost.hub.lists``), as an operator would;
+- now and then a sampling table enters a person with no code by hand (name, ID number,
+  phone; only masked forms and the ID number's keyed hash leave the table).
 
 At the end it waits (bounded) for every unit's outbox to drain, then compares every event
 id the units committed with the hub's store, and returns the totals for the last line
@@ -298,11 +302,21 @@ def _checkpoint_staff(
 def _gate_staff(
     u: Any, issuer: Any, stop: threading.Event, rng: random.Random, sampling: list[Any]
 ) -> None:
-    from checkpost.edge.agent import Control
     from checkpost.edge.workflows import Tap
+    from checkpost.hub.lists import publish_sealed
 
     sealed = [issuer.sid(f"{u.unit_id}-{i}") for i in range(0, 40, 7)]
-    u.submit(Control(lambda: u.workflow.set_sealed(sealed, "demo")))
+    try:  # what the hub's operator does: a signed list, retained for every gate
+        publish_sealed(
+            u.cfg.link.broker,
+            sealed,
+            version=int(time.time()),
+            signer=issuer.trust_key,
+            scope="demo compound",
+            root=u.cfg.link.root,
+        )
+    except (OSError, TimeoutError) as exc:
+        print(f"demo: sealed list not published: {exc}", flush=True)
     while not _wait(stop, 4.0):
         u.submit(Tap("direction"))
 
@@ -325,6 +339,14 @@ def _sampling_staff(
             if _wait(stop, 0.35):
                 return
             person += 1
+            if rng.random() < 0.08:  # an elderly person with no code: entered by hand
+                entry = {
+                    "name": "王小明",
+                    "id_number": f"{u.unit_id}-id{person}",
+                    "phone": "13900001111",
+                }
+                u.submit(Tap("manual", entry))
+                continue
             u.submit(
                 CodeRead(issuer.sr1(id_number=f"{u.unit_id}-p{person}", name="李*四"), "scanner")
             )
@@ -360,8 +382,8 @@ def _transfer_staff(
         for s in sampling:
             for sheet in list(s.workflow.sheets):
                 box = sheet["box"]
-                if box in seen:
-                    continue
+                if box in seen or sheet["event"] in s.workflow.awaiting:
+                    continue  # the box travels once the hub has its handover
                 seen.add(box)
                 manifest = {
                     box: {

@@ -8,10 +8,15 @@ is decided wholly under the old or wholly under the new documents, never a mix. 
 document is cached in the data folder (write to a temporary file, fsync, rename) so a unit
 restarted without its hub starts from the newest list it has seen.
 
-The hub currently announces only versions on ``hub/policy`` and ``hub/trust``
-(PolicyAnnounce, TrustAnnounce); a bare announcement of a version the unit does not hold
-is recorded (``announced``) and shown as "update pending" — the signed document itself has
-to reach the unit, on the same retained topic.
+The hub's API process publishes the signed documents themselves, retained, on ``hub/trust``
+and ``hub/policy`` (``checkpost.hub.publisher``); a hub without a signed document retains
+a bare announcement (PolicyAnnounce, TrustAnnounce) instead, which is recorded
+(``announced``) and shown as "update pending" when it names a version the unit does not
+hold. The document the unit already holds (it is retained, so it arrives again on every
+reconnect) is a quiet no-op (:class:`AlreadyApplied`), not a refusal.
+
+The hub's loop workers use this same class (``checkpost.hub.publisher.follow_documents``),
+so a unit and the hub accept and refuse exactly the same documents.
 """
 
 from __future__ import annotations
@@ -34,7 +39,16 @@ log = logging.getLogger("checkpost.edge.documents")
 
 
 class DocumentError(ValueError):
-    """A pushed document was refused; the message says why (signature, version, format)."""
+    """A pushed document was refused; the message says why (signature, version, format).
+    `reason` is a stable code for metrics: signature, not_newer, malformed, unknown."""
+
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class AlreadyApplied(DocumentError):
+    """The document is the one in use (a retained document seen again): nothing to do."""
 
 
 @dataclass(slots=True)
@@ -71,20 +85,29 @@ class Documents:
         self.context = ctx
         self.data_dir = data_dir
         self.trust_keys = trust_keys
-        self.policy_keys = policy_keys or trust_keys
+        self.policy_keys = policy_keys  # callers decide any fallback (the unit: trust keys)
         self.accept_demo = accept_demo
         self.trust_max_age_h = trust_max_age_h
         self._lock = threading.Lock()
-        self.trust = DocState(
-            version=str(ctx.trust.version),
-            issued_at=_epoch(ctx.trust.issued_at),
-            applied_at=time.time(),
-        )
-        self.policy = DocState(
-            version=ctx.policy.version,
-            issued_at=_epoch(getattr(ctx.policy, "issued_at", "")),
-            applied_at=time.time(),
-        )
+        self.trust = DocState()
+        self.policy = DocState()
+        self.reset(ctx)
+
+    def reset(self, ctx: Context) -> None:
+        """Start again from `ctx` (a reload of the configured files); cached or pushed
+        documents newer than it can then be applied again."""
+        with self._lock:
+            self.context = ctx
+            now = time.time()
+            self.trust = DocState(
+                str(ctx.trust.version), _epoch(ctx.trust.issued_at), now, self.trust.announced
+            )
+            self.policy = DocState(
+                ctx.policy.version,
+                _epoch(getattr(ctx.policy, "issued_at", "")),
+                now,
+                self.policy.announced,
+            )
 
     # -- cache ------------------------------------------------------------------------------
 
@@ -104,6 +127,8 @@ class Documents:
                 try:
                     self.apply(kind, path.read_bytes(), persist=False)
                     applied.append(kind)
+                except AlreadyApplied:
+                    pass
                 except DocumentError as exc:
                     log.info("cached %s not applied: %s", kind, exc)
         return applied
@@ -132,9 +157,9 @@ class Documents:
         try:
             doc = json.loads(payload)
         except ValueError as exc:
-            raise self._refuse(kind, f"not JSON: {exc}") from None
+            raise self._refuse(kind, f"not JSON: {exc}", "malformed") from None
         if not isinstance(doc, dict):
-            raise self._refuse(kind, "not a JSON object")
+            raise self._refuse(kind, "not a JSON object", "malformed")
         if kind == "trust":
             if "trust_list" not in doc:
                 self.trust.announced = str(doc.get("version", ""))
@@ -145,25 +170,29 @@ class Documents:
                 self.policy.announced = str(doc.get("version", ""))
                 return False
             return self._apply_policy(doc, payload, persist, now)
-        raise self._refuse(kind, "unknown document kind")
+        raise self._refuse(kind, "unknown document kind", "unknown")
 
-    def _refuse(self, kind: str, why: str) -> DocumentError:
+    def _refuse(self, kind: str, why: str, reason: str = "invalid") -> DocumentError:
         state = self.trust if kind == "trust" else self.policy
         state.last_error = why
-        log.warning("%s update refused: %s", kind, why)
-        return DocumentError(f"{kind} update refused: {why}")
+        log.warning("%s update refused, current one kept: %s", kind, why)
+        return DocumentError(f"{kind} update refused: {why}", reason)
 
     def _apply_trust(self, doc: dict[str, Any], payload: bytes, persist: bool, now: float) -> bool:
         try:
             body = verify_trust_document(doc, self.trust_keys)
             store = store_from_body(body, accept_demo=self.accept_demo)
         except TrustListError as exc:
-            raise self._refuse("trust", str(exc)) from None
+            raise self._refuse("trust", str(exc), _reason(str(exc))) from None
         with self._lock:
             old = self.context
-            if store.version <= old.trust.version:
+            if store.version == old.trust.version:
+                raise AlreadyApplied(f"trust list version {store.version} already applied")
+            if store.version < old.trust.version:
                 raise self._refuse(
-                    "trust", f"version {store.version} is not newer than {old.trust.version}"
+                    "trust",
+                    f"version {store.version} is not newer than {old.trust.version}",
+                    "not_newer",
                 )
             verifier = _verifier(store, old)
             if persist:  # cached first: what is in use is always what a restart finds
@@ -182,16 +211,18 @@ class Documents:
         try:
             policy = verify_policy_document(doc, self.policy_keys)
         except (PolicyError, ValueError) as exc:
-            raise self._refuse("policy", str(exc)) from None
+            raise self._refuse("policy", str(exc), _reason(str(exc))) from None
         issued = _epoch(policy.issued_at)
         with self._lock:
             old = self.context
             if policy.version == old.policy.version:
-                raise self._refuse("policy", f"version {policy.version} already applied")
+                raise AlreadyApplied(f"policy version {policy.version} already applied")
             held = self.policy.issued_at
             if held is not None and (issued is None or issued <= held):
                 raise self._refuse(
-                    "policy", f"issued {policy.issued_at}, not newer than the policy held"
+                    "policy",
+                    f"issued {policy.issued_at}, not newer than the policy held",
+                    "not_newer",
                 )
             verifier = _verifier(old.trust, old, policy)
             if persist:
@@ -226,6 +257,10 @@ class Documents:
         out["trust"]["stale"] = self.trust_stale(now)
         out["trust"]["max_age_h"] = self.trust_max_age_h
         return out
+
+
+def _reason(message: str) -> str:
+    return "signature" if "sign" in message else "malformed"
 
 
 def _verifier(store: TrustStore, old: Context, policy: Any = None) -> Verifier:

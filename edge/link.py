@@ -19,6 +19,10 @@ sender thread of ours. What this module promises and why:
   43-88 ms in Nagle + delayed ACK (MEASURED.md).
 - Subscriptions are made in the connect callback, so a reconnect restores them.
 - A malformed message is logged with its topic and dropped; processing goes on.
+- Signed documents (``hub/policy``, ``hub/trust``, up to ``MAX_DOCUMENT``) go to the agent
+  as they are; ``checkpost.edge.documents`` checks and applies them.
+- Every command gets a CommandAck (``ok`` false with a reason for an unknown one); a
+  command the agent runs on its worker thread (reload) is acknowledged when it is done.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -46,7 +51,7 @@ from checkpost.protocol import (
     decode_result,
     encode,
 )
-from checkpost.protocol.messages import MAX_PAYLOAD
+from checkpost.protocol.messages import MAX_DOCUMENT, MAX_PAYLOAD
 
 log = logging.getLogger("checkpost.edge.link")
 
@@ -120,7 +125,8 @@ class Link:
         station: str,
         root: str = "checkpost/v1",
         on_result: Callable[[Result], None] = lambda r: None,
-        on_command: Callable[[str, dict[str, Any]], str] = lambda c, a: f"unknown command {c}",
+        # -> error ("" = ok), or (error, detail), or a Future of (error, detail)
+        on_command: Callable[[str, dict[str, Any]], Any] = lambda c, a: f"unknown command {c}",
         on_document: Callable[[str, bytes], None] = lambda kind, payload: None,
         on_change: Callable[[], None] = lambda: None,
         status_info: Callable[[], dict[str, str]] = dict,
@@ -230,6 +236,13 @@ class Link:
         self._replay.set()
         self._wake.set()
 
+    def refetch_documents(self) -> None:
+        """Subscribe to the document topics again: the broker sends the retained trust list
+        and policy once more (command `sync_now`); the one held already is a no-op."""
+        if self.connected:
+            t = self.topics
+            self.client.subscribe([(t.hub_policy, 1), (t.hub_trust, 1)])
+
     # -- status and telemetry ---------------------------------------------------------------
 
     def _new_session(self) -> None:
@@ -315,8 +328,9 @@ class Link:
         topic, payload = msg.topic, msg.payload
         t = self.topics
         try:
-            if len(payload) > MAX_PAYLOAD:
-                raise ProtocolError("too_large", f"{len(payload)} bytes")
+            limit = MAX_DOCUMENT if topic in (t.hub_policy, t.hub_trust) else MAX_PAYLOAD
+            if len(payload) > limit:
+                raise ProtocolError("too_large", f"{len(payload)} bytes > {limit}")
             if topic == t.results(self.unit):
                 self._handle_result(decode_result(payload))
             elif topic == t.commands(self.unit):
@@ -369,15 +383,40 @@ class Link:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             log.warning("bad command dropped: %s", exc)
             return
+        log.info("command %s (req %s) %s", cmd.cmd, cmd.req, cmd.args or "")
         if cmd.v != 1:
-            error = f"protocol version {cmd.v} not supported"
-        else:
-            try:
-                error = self.on_command(cmd.cmd, cmd.args)
-            except Exception as exc:
-                log.exception("command %s failed", cmd.cmd)
-                error = f"{type(exc).__name__}: {exc}"
-        ack = CommandAck(req=cmd.req, unit=self.unit, ok=not error, error=error[:500])
+            self._ack(cmd, f"protocol version {cmd.v} not supported")
+            return
+        try:
+            reply = self.on_command(cmd.cmd, cmd.args)
+        except Exception as exc:
+            log.exception("command %s failed", cmd.cmd)
+            self._ack(cmd, f"{type(exc).__name__}: {exc}")
+            return
+        if isinstance(reply, Future):  # done on the agent's worker thread: ack when done
+
+            def done(fut: Future[Any]) -> None:
+                try:
+                    self._ack(cmd, *_reply(fut.result()))
+                except Exception as exc:
+                    self._ack(cmd, f"{type(exc).__name__}: {exc}")
+
+            reply.add_done_callback(done)
+            return
+        self._ack(cmd, *_reply(reply))
+
+    def _ack(self, cmd: Command, error: str, detail: dict[str, Any] | None = None) -> None:
+        if error:
+            log.warning("command %s (req %s) refused: %s", cmd.cmd, cmd.req, error)
+        ack = CommandAck(
+            req=cmd.req,
+            unit=self.unit,
+            ok=not error,
+            error=error[:500],
+            cmd=cmd.cmd[:64],
+            detail=detail or {},
+            at=time.time(),
+        )
         self.client.publish(self.topics.acks(self.unit), encode(ack), qos=1)
 
     # -- the sender -------------------------------------------------------------------------
@@ -436,6 +475,13 @@ class Link:
 
     def inflight(self) -> int:
         return len(self._inflight)
+
+
+def _reply(reply: Any) -> tuple[str, dict[str, Any]]:
+    """An on_command answer as (error, detail)."""
+    if isinstance(reply, tuple):
+        return str(reply[0] or ""), dict(reply[1] or {})
+    return str(reply or ""), {}
 
 
 def _credential(name: str) -> str | None:

@@ -33,6 +33,10 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "nothing_to_decide": ("Nobody waits for a decision", "没有待处理的人员"),
     "sealed_building": ("Sealed building — no exit", "所在楼栋封控，禁止外出"),
     "not_a_pass": ("Not a health code", "不是健康码"),
+    "bad_direction": ("Unknown direction {direction}", "方向无效：{direction}"),
+    "advice_done": ("Advice already recorded at {at}", "已于 {at} 记录宣教"),
+    "disinfect_done": ("Disinfection already recorded at {at}", "已于 {at} 记录消杀"),
+    "sealed_list_applied": ("Sealed list v{version} applied", "封控名单 v{version} 已更新"),
     # sampling
     "no_open_tube": ("Scan a tube first", "请先扫试管码"),
     "tube_reopened": ("Tube {tube} was already used", "试管 {tube} 已使用过"),
@@ -65,6 +69,10 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "missing_box": ("Box {box} missing", "缺少转运箱 {box}"),
     "extra_tube": ("Extra tube {tube}", "多出试管 {tube}"),
     "tube_twice": ("Tube {tube} scanned twice", "试管 {tube} 重复扫描"),
+    "missing_tube": ("Tube {tube} missing", "缺少试管 {tube}"),
+    "box_unknown": ("Hub does not know box {box}", "中心无转运箱 {box} 记录"),
+    "box_not_sealed": ("Box {box} was never sealed", "转运箱 {box} 未登记封箱"),
+    "hub_checking": ("Asking the hub about box {box}…", "正在向中心核对转运箱 {box}…"),
     "no_handler": ("Enter the handler", "请填写交接人"),
     "box_held": ("Box held: fix the mismatch first", "转运箱已扣留，请先处理差异"),
     # link and device health

@@ -57,6 +57,8 @@ class EdgeTelemetry(msgspec.Struct, kw_only=True, omit_defaults=False):
     trust_stale: bool = False
     policy_version: str = ""
     policy_age_h: float | None = None
+    trust_error: str = ""  # why the last pushed trust list was refused ("" = none)
+    policy_error: str = ""  # why the last pushed policy bundle was refused
     verdict_p50_ms: float | None = None
     refused: int = 0  # work refused (outbox full)
 
@@ -153,6 +155,8 @@ def collect(unit: Any, now: float, last: dict[str, float]) -> EdgeTelemetry:
         trust_stale=bool(docs["trust"]["stale"]),
         policy_version=str(docs["policy"]["version"]),
         policy_age_h=docs["policy"]["age_h"],
+        trust_error=str(docs["trust"]["error"])[:300],
+        policy_error=str(docs["policy"]["error"])[:300],
         verdict_p50_ms=None if p50 is None else round(p50, 2),
         refused=unit.refused,
     )

@@ -1,8 +1,11 @@
 """The hub's HTTP API (FastAPI), in its own process so it never slows the loop.
 
 It also owns the hub's presence on the broker: the retained birth on `hub/status` (with a
-last will "offline" carrying the same session), the retained policy and trust-list
-versions, and the fleet view built from units' retained status and telemetry.
+last will "offline" carrying the same session), the retained signed trust list and policy
+bundle on `hub/trust` / `hub/policy` (`checkpost.hub.publisher`: re-read on start, every
+`[hub] documents_poll_s` seconds and on SIGHUP), commands to units and their acks
+(`checkpost.hub.command_sender`), and the fleet view built from units' retained status and
+telemetry.
 """
 
 from __future__ import annotations
@@ -11,33 +14,42 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
+import signal
 import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
+from checkpost.hub.command_sender import CommandSender, ack_view
 from checkpost.hub.config import HubConfig
+from checkpost.hub.publisher import DocumentPublisher, run_publisher
 from checkpost.hub.units import Fleet, FleetCollector
-from fastapi import FastAPI, HTTPException, Response
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
 
-from checkpost.protocol import HubStatus, PolicyAnnounce, Topics, TrustAnnounce, encode
+from checkpost.protocol import HubStatus, Topics, encode, is_unit_id
+from checkpost.protocol.messages import COMMANDS
 
 log = logging.getLogger("checkpost.hub.api")
 
 
 class Presence:
-    """Birth/death and retained announcements on one broker link, plus the fleet view."""
+    """Birth/death, the retained documents and commands on one broker link, plus the
+    fleet view."""
 
-    def __init__(
-        self, cfg: HubConfig, fleet: Fleet, policy_version: str, trust_version: str, trust_n: int
-    ) -> None:
+    def __init__(self, cfg: HubConfig, fleet: Fleet, publisher: DocumentPublisher) -> None:
         from checkpost.hub.transport import Link
 
         self.topics = Topics(cfg.hub.topic_root)
         self.session = int(time.time())
-        self.policy_version, self.trust_version = policy_version, trust_version
+        self.publisher = publisher
         death = HubStatus(
-            state="offline", session=self.session, policy=policy_version, trust=trust_version
+            state="offline",
+            session=self.session,
+            policy=publisher.version("policy"),
+            trust=publisher.version("trust"),
         )
         self.link = Link(
             cfg.hub.broker,
@@ -45,35 +57,29 @@ class Presence:
             will=(self.topics.hub_status, encode(death), 1, True),
         )
         self.fleet = fleet
-        self.trust_n = trust_n
+        self.commands = CommandSender(self.link, self.topics)
         root = self.topics.root + "/units/"
         self.link.route(root, self._on_unit)
         self.link.subscribe(self.topics.all_status, 1)
         self.link.subscribe(self.topics.all_telemetry, 0)
-        # Birth and announcements again on every reconnect (retained state may be gone).
+        self.link.subscribe(self.topics.all_acks, 1)
+        # Birth and documents again on every reconnect (retained state may be gone).
         self.link.on_connected.append(self.announce)
 
-    def announce(self) -> None:
+    def birth(self) -> None:
+        """The retained birth, with the versions of the documents published."""
         birth = HubStatus(
             state="online",
             session=self.session,
             ts=time.time(),
-            policy=self.policy_version,
-            trust=self.trust_version,
+            policy=self.publisher.version("policy"),
+            trust=self.publisher.version("trust"),
         )
         self.link.publish(self.topics.hub_status, encode(birth), 1, retain=True)
-        self.link.publish(
-            self.topics.hub_policy,
-            encode(PolicyAnnounce(version=self.policy_version)),
-            1,
-            retain=True,
-        )
-        self.link.publish(
-            self.topics.hub_trust,
-            encode(TrustAnnounce(version=self.trust_version, entries=self.trust_n)),
-            1,
-            retain=True,
-        )
+
+    def announce(self) -> None:
+        self.publisher.publish(self.link)
+        self.birth()
 
     def _on_unit(self, topic: str, payload: bytes, token: Any) -> None:
         self.link.ack(token)
@@ -83,6 +89,8 @@ class Presence:
             self.fleet.on_status(unit, payload)
         elif leaf == "telemetry":
             self.fleet.on_telemetry(unit, payload)
+        elif leaf == "acks":
+            self.commands.on_ack(unit, payload)
 
     async def start(self) -> None:
         await self.link.connect()
@@ -94,29 +102,48 @@ class Presence:
         await self.link.disconnect()
 
 
+class CommandBody(msgspec.Struct, forbid_unknown_fields=True):
+    cmd: str
+    args: dict[str, Any] = msgspec.field(default_factory=dict)
+    timeout: float = 10.0
+
+
+_CMD = re.compile(r"[a-z_]{1,32}")
+
+
 def create_app(cfg: HubConfig, *, presence: bool = True) -> FastAPI:
-    from checkpost.hub.loop import build_context
     from checkpost.hub.store import open_store
 
     fleet = Fleet()
-    state: dict[str, Any] = {"store": None, "presence": None}
+    state: dict[str, Any] = {"store": None, "presence": None, "publisher": None}
     lock = threading.Lock()
+    wake = asyncio.Event()  # set by SIGHUP: read the document files again now
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state["store"] = open_store(cfg.db_url())
+        task = None
         if presence:
-            ctx = build_context(cfg)
-            trust_version = f"{len(ctx.trust)}-keys"
-            p = Presence(cfg, fleet, ctx.policy.version, trust_version, len(ctx.trust))
+            publisher = DocumentPublisher(cfg)
+            await asyncio.to_thread(publisher.refresh, True)
+            state["publisher"] = publisher
+            p = Presence(cfg, fleet, publisher)
+            loop = asyncio.get_running_loop()
+            app.state.reload_documents = lambda: loop.call_soon_threadsafe(wake.set)
             try:
                 await p.start()
                 state["presence"] = p
             except (OSError, TimeoutError) as exc:
-                log.error("API: broker unreachable (%s); fleet view disabled", exc)
+                log.error("API: broker unreachable (%s); fleet view and documents disabled", exc)
+            if state["presence"] is not None:
+                task = asyncio.ensure_future(
+                    run_publisher(publisher, p.link, p.birth, wake, cfg.hub.documents_poll_s)
+                )
         try:
             yield
         finally:
+            if task is not None:
+                task.cancel()
             if state["presence"] is not None:
                 await state["presence"].stop()
             state["store"].close()
@@ -183,7 +210,40 @@ def create_app(cfg: HubConfig, *, presence: bool = True) -> FastAPI:
     def passes(sid: str) -> dict[str, Any]:
         return {"sid": sid, "seen": store_call("passes", sid)}
 
+    @app.get("/api/v1/documents")
+    def documents() -> dict[str, Any]:
+        """The trust list and policy bundle the hub retains for the units (version, issue
+        time, age, file, hash) and the last document it refused to publish, and why."""
+        pub = state["publisher"]
+        if pub is None:
+            raise HTTPException(503, "document publisher not running (no broker link)")
+        return pub.view()
+
+    @app.post("/api/v1/units/{unit}/commands")
+    async def command(unit: str, request: Request) -> Any:
+        """Send a command (reload, set_log_level {level}, resend_status, sync_now) to one
+        unit and wait for its acknowledgement. 200: acknowledged; 409: the unit refused
+        it (the ack says why); 504: no ack within `timeout`; 422: a bad request."""
+        if not is_unit_id(unit):
+            raise HTTPException(422, f"bad unit id {unit!r} (expected [a-z0-9-]{{1,32}})")
+        try:
+            body = msgspec.json.decode(await request.body(), type=CommandBody)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise HTTPException(422, f"bad command body: {exc}") from None
+        if not _CMD.fullmatch(body.cmd) or body.cmd not in COMMANDS:
+            raise HTTPException(422, f"unknown command {body.cmd!r} (one of {', '.join(COMMANDS)})")
+        if not 0 < body.timeout <= 60:
+            raise HTTPException(422, "timeout must be between 0 and 60 s")
+        p = state["presence"]
+        if p is None or not p.link.connected.is_set():
+            raise HTTPException(503, "no broker link: cannot send commands")
+        req, ack = await p.commands.send(unit, body.cmd, body.args, body.timeout)
+        view = ack_view(unit, req, body.cmd, ack, body.timeout)
+        status = 504 if ack is None else 200 if ack.ok else 409
+        return JSONResponse(view, status_code=status)
+
     app.state.fleet = fleet
+    app.state.reload_documents = lambda: None
     return app
 
 
@@ -194,6 +254,8 @@ def api_main(cfg: HubConfig, host: str, port: int, log_level: str = "warning") -
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    uvicorn.run(
-        create_app(cfg), host=host, port=port, log_level=log_level.lower(), access_log=False
-    )
+    app = create_app(cfg)
+    # SIGHUP (forwarded by the supervisor): read the trust list and policy files again now.
+    # uvicorn handles SIGINT/SIGTERM only; without this, SIGHUP would end the process.
+    signal.signal(signal.SIGHUP, lambda signum, frame: app.state.reload_documents())
+    uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False)

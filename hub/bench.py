@@ -81,6 +81,52 @@ def _ms(x: float | None) -> float | None:
     return None if x is None else round(x * 1000, 3)
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc), 0 when unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all cores; Linux /proc/stat)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _cpu_window(pids: dict[str, int], start_at: float, seconds: float, out: dict[str, Any]) -> Any:
+    """Sample the CPU time of `pids` over [start_at, start_at + seconds] on a thread; fills
+    `out` with each process's share of one core over that window."""
+    import threading
+
+    def run() -> None:
+        time.sleep(max(0.0, start_at - time.time()))
+        before = {k: _cpu_seconds(p) for k, p in pids.items()}
+        busy0 = _machine_busy_seconds()
+        t0 = time.perf_counter()
+        time.sleep(seconds)
+        dt = time.perf_counter() - t0
+        ours = 0.0
+        for k, p in pids.items():
+            out[k] = round((_cpu_seconds(p) - before[k]) / dt, 2)
+            ours += out[k]
+        machine = (_machine_busy_seconds() - busy0) / dt
+        # everything else on the machine (other people's jobs, the kernel's own threads)
+        out["others"] = round(max(0.0, machine - ours), 2)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
 def es256_baseline(seconds: float) -> float:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -123,7 +169,9 @@ def _echo_proc(broker: str, ready: Any, stop_at: float) -> None:
     _run_loop(main())
 
 
-def _rr_proc(broker: str, seconds: float, inflight: int, out: Any) -> None:
+def _rr_proc(broker: str, seconds: float, inflight: int, out: Any, rate: float = 0.0) -> None:
+    """Request/response round trips through the broker: `inflight` outstanding at once, or,
+    with `rate`, paced at that many per second the way the checkpoint simulators pace."""
     import asyncio
 
     from checkpost.hub.transport import Link
@@ -144,13 +192,13 @@ def _rr_proc(broker: str, seconds: float, inflight: int, out: Any) -> None:
 
         def on(topic: str, body: bytes, token: Any) -> None:
             nonlocal done
-            link.ack(token)
             n = int(topic.rsplit("/", 1)[-1])
             t = sent_at.pop(n, None)
             if t is not None:
                 lat.append(time.perf_counter() - t)
+            link.ack_soon(token)
             done += 1
-            if time.perf_counter() < end:
+            if not rate and time.perf_counter() < end:
                 send()
 
         link.route("bench/resp/", on)
@@ -159,10 +207,17 @@ def _rr_proc(broker: str, seconds: float, inflight: int, out: Any) -> None:
         await asyncio.sleep(0.3)
         t0 = time.perf_counter()
         end = t0 + seconds
-        for _ in range(inflight):
-            send()
-        while time.perf_counter() < end:
-            await asyncio.sleep(0.05)
+        if rate:
+            while time.perf_counter() < end:
+                due = int((time.perf_counter() - t0) * rate) + 1 - counter
+                for _ in range(due):
+                    send()
+                await asyncio.sleep(max(0.001, t0 + counter / rate - time.perf_counter()))
+        else:
+            for _ in range(inflight):
+                send()
+            while time.perf_counter() < end:
+                await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - t0
         await asyncio.sleep(0.3)
         await link.disconnect()
@@ -171,19 +226,24 @@ def _rr_proc(broker: str, seconds: float, inflight: int, out: Any) -> None:
                 "rr_per_s": done / elapsed,
                 "p50_ms": _ms(_pct(lat, 0.5)),
                 "p99_ms": _ms(_pct(lat, 0.99)),
+                "p999_ms": _ms(_pct(lat, 0.999)),
+                "max_ms": _ms(max(lat) if lat else None),
+                **({"offered_rate": round(rate, 1)} if rate else {"inflight": inflight}),
             }
         )
 
     _run_loop(main())
 
 
-def broker_rr_baseline(broker: str, seconds: float, inflight: int = 100) -> dict[str, Any]:
+def broker_rr_baseline(
+    broker: str, seconds: float, inflight: int = 100, rate: float = 0.0
+) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     echo = ctx.Process(target=_echo_proc, args=(broker, q, time.time() + seconds + 15), daemon=True)
     echo.start()
     q.get(timeout=30)
-    rr = ctx.Process(target=_rr_proc, args=(broker, seconds, inflight, q), daemon=True)
+    rr = ctx.Process(target=_rr_proc, args=(broker, seconds, inflight, q, rate), daemon=True)
     rr.start()
     res = q.get(timeout=seconds + 30)
     rr.join(10)
@@ -277,7 +337,10 @@ def run(args: argparse.Namespace) -> int:
                 rate = max_rate / 2  # type: ignore[operator]
             elif phase == "checkpoint" and args.rate:
                 rate = args.rate
-            res = _run_phase(ctx, phase, args, broker_url, issuer_dir, rate, run_id)
+            pids = {f"worker{i}": p.pid for i, p in enumerate(workers)}
+            if broker is not None and broker.proc is not None:
+                pids["broker"] = broker.proc.pid
+            res = _run_phase(ctx, phase, args, broker_url, issuer_dir, rate, run_id, pids)
             all_ids.extend(res["ids"])
             dup_answers += res["dup_answers"]
             key = {
@@ -312,6 +375,17 @@ def run(args: argparse.Namespace) -> int:
             "baseline broker request/response (gmqtt, 100 in flight): "
             + json.dumps(out["baseline_broker_rr"])
         )
+        half = out.get("checkpoint_half_rate", {}).get("offered_rate")
+        if isinstance(half, (int, float)) and half > 0:
+            # The latency floor the hub cannot beat: the same broker and client, paced at
+            # the half-rate phase's rate, with an echo instead of a hub.
+            out["baseline_broker_rr_half_rate"] = broker_rr_baseline(
+                broker_url, args.baseline_seconds, rate=half
+            )
+            print(
+                "baseline broker request/response paced at the half rate: "
+                + json.dumps(out["baseline_broker_rr_half_rate"])
+            )
         out["baseline_es256_verifies_per_s"] = round(
             es256_baseline(min(3.0, args.baseline_seconds))
         )
@@ -340,6 +414,7 @@ def _run_phase(
     issuer_dir: str,
     rate: float,
     run_id: int,
+    pids: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     from checkpost.hub.bench_sim import _entry
 
@@ -387,6 +462,12 @@ def _run_phase(
         p = ctx.Process(target=_entry, args=(kind, q, kwargs), daemon=True)
         p.start()
         procs.append(p)
+    # CPU share (of one core) of each process over the middle of the phase: on a shared
+    # 2-core machine this says whether a latency tail is the hub's or the machine's.
+    cpu: dict[str, float] = {}
+    pids = dict(pids or {})
+    pids.update({f"sim{i}": p.pid for i, p in enumerate(procs)})
+    sampler = _cpu_window(pids, start_at + args.duration * 0.2, args.duration * 0.6, cpu)
     results = []
     deadline = time.time() + 120 + args.duration * 2
     while len(results) < nsim and time.time() < deadline:
@@ -426,6 +507,9 @@ def _run_phase(
         "verdicts": verdicts,
         "unanswered": sent - answered,
     }
+    sampler.join(1)
+    if cpu:
+        summary["cpu_cores"] = cpu
     if kind == "checkpoint":
         expected: dict[str, int] = {}
         for r in ok:

@@ -49,6 +49,9 @@ class HubSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # Checkpoint SQLite's WAL from a background thread (see SqliteStore.start_checkpointer).
     sqlite_checkpointer: bool = False
     result_qos: Annotated[int, msgspec.Meta(ge=0, le=1)] = 1
+    # The API process looks at the trust-list and policy files this often (and on SIGHUP)
+    # and publishes a changed, verified document retained on hub/trust, hub/policy.
+    documents_poll_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 3.0
     # Test issuer folder whose keys to trust (demos, benchmarks); never in production.
     issuer_dir: str | None = None
 

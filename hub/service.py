@@ -1,5 +1,10 @@
 """`checkpost hub run`: a small supervisor for the loop workers and the API process.
 
+Documents: the API process publishes the signed trust list and policy bundle (retained, on
+`hub/trust` and `hub/policy`) and re-reads the files every few seconds; `kill -HUP` on this
+supervisor makes it re-read them at once. Workers switch by following those retained
+topics (`checkpost.hub.publisher`), so all processes and all units converge on one version.
+
 Workers are processes (one asyncio loop each), so N workers use N cores and a crash in one
 never takes the others down. A worker that dies is restarted with the same index, hence
 the same MQTT client id and persistent session: the broker redelivers what it had not
@@ -97,8 +102,17 @@ def run_hub(args: argparse.Namespace) -> int:
         nonlocal stopping
         stopping = True
 
+    def reload_documents(signum: int, frame: Any) -> None:
+        # The API process publishes the trust list and policy (hub/publisher.py): it reads
+        # the files again now; workers follow what it publishes on the retained topics.
+        api = procs.get("api")
+        if api is not None and api.is_alive() and api.pid is not None:
+            log.warning("SIGHUP: asking the API process to publish the documents again")
+            os.kill(api.pid, signal.SIGHUP)
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload_documents)
 
     def spawn(name: str) -> None:
         target, targs = specs[name]

@@ -110,6 +110,8 @@ class Link:
         handler = self.client._package_handler
         handler._handle_qos_1_publish_packet = self._on_qos1
         self._handler = handler
+        self._acks: list[Any] = []
+        self._corked: tuple[Any, list[bytes]] | None = None
 
     # -- connection --------------------------------------------------------------------
 
@@ -187,6 +189,26 @@ class Link:
             return True
         except (AttributeError, OSError):  # pragma: no cover - connection closing
             return False
+
+    def ack_soon(self, token: Any) -> None:
+        """`ack` at the end of this loop iteration, together with every other delivery of
+        the same read: one write for a burst of PUBACKs instead of one system call each."""
+        if token is None:
+            return
+        pending = self._acks
+        pending.append(token)
+        if len(pending) == 1:
+            asyncio.get_running_loop().call_soon(self._flush_acks)
+
+    def _flush_acks(self) -> None:
+        tokens, self._acks = self._acks, []
+        corked = self.cork()
+        try:
+            for token in tokens:
+                self.ack(token)
+        finally:
+            if corked:
+                self.uncork()
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         self.client.publish(topic, payload, qos=qos, retain=retain)

@@ -81,6 +81,16 @@ class VehicleOpen(_Event, tag="vehicle_open", frozen=True, kw_only=True):
     """A vehicle (one group of occupants). Its event id names the vehicle afterwards."""
 
     plate: Annotated[str, msgspec.Meta(min_length=1, max_length=16)]
+    # "in"/"out" or the road's named direction from the unit's config; "" from older units.
+    direction: Annotated[str, msgspec.Meta(max_length=32)] = ""
+
+
+class VehicleStep(_Event, tag="vehicle_step", frozen=True, kw_only=True):
+    """One of the checkpoint's one-tap steps for a vehicle, timestamped by `ts` (unit clock):
+    health advice given, or the vehicle disinfected."""
+
+    vehicle: EventId
+    step: Literal["advice", "disinfect"]
 
 
 class VehicleClose(_Event, tag="vehicle_close", frozen=True, kw_only=True):
@@ -109,12 +119,23 @@ class Override(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     why: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
 
 
+class ManualPerson(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A person with no registration code, entered by hand at the table. Only masked forms
+    and a keyed hash of the ID number travel; the hash is what "once per round" matches."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]  # masked, e.g. "王*明"
+    id_hash: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]  # HMAC-SHA256, hex
+    phone: Annotated[str, msgspec.Meta(max_length=16)] = ""  # masked, e.g. "138****1234"
+
+
 class TubeAdd(_Event, tag="tube_add", frozen=True, kw_only=True):
-    """A person (their SR1 registration code) sampled into an open tube."""
+    """A person sampled into an open tube: their SR1 registration code as scanned, or (no
+    code) `person` entered by hand. Exactly one of the two is set."""
 
     tube: Short
-    code: Code  # SR1 text as scanned
+    code: Code | None = None  # SR1 text as scanned
     override: Override | None = None  # sample again in this round
+    person: ManualPerson | None = None
 
 
 class TubeClose(_Event, tag="tube_close", frozen=True, kw_only=True):
@@ -147,6 +168,14 @@ class Handover(_Event, tag="handover", frozen=True, kw_only=True):
     seal_intact: bool = True
 
 
+class BoxCheck(_Event, tag="box_check", frozen=True, kw_only=True):
+    """A transfer point asking what the hub knows of an arriving box. The Result answers in
+    its flags: `sealed`, `known:<tubes>/<samples>` and one `tube:<code>` per tube (ok is
+    false, with the reason, for a box the hub does not know or that was never sealed)."""
+
+    box: Short
+
+
 class Undo(_Event, tag="undo", frozen=True, kw_only=True):
     target: EventId
     why: Text = ""
@@ -167,6 +196,7 @@ Event = (
     | VehicleOpen
     | VehicleClose
     | VehicleTurnBack
+    | VehicleStep
     | TubeOpen
     | TubeAdd
     | TubeClose
@@ -174,6 +204,7 @@ Event = (
     | BoxAdd
     | BoxSeal
     | Handover
+    | BoxCheck
     | Undo
     | StaffOverride
 )
@@ -185,6 +216,7 @@ EVENT_TYPES: dict[str, type[Any]] = {
         VehicleOpen,
         VehicleClose,
         VehicleTurnBack,
+        VehicleStep,
         TubeOpen,
         TubeAdd,
         TubeClose,
@@ -192,6 +224,7 @@ EVENT_TYPES: dict[str, type[Any]] = {
         BoxAdd,
         BoxSeal,
         Handover,
+        BoxCheck,
         Undo,
         StaffOverride,
     )
@@ -220,22 +253,50 @@ class Result(msgspec.Struct, frozen=True, kw_only=True):
     dup: bool = False
 
 
+# Commands a unit implements (`checkpost hub command`, `POST /api/v1/units/{unit}/commands`):
+#   reload         re-read the configured trust list and policy (and the cached pushed ones)
+#   set_log_level  args {"level": "DEBUG"|"INFO"|"WARNING"|"ERROR"}
+#   resend_status  publish the retained status and a telemetry message now
+#   sync_now       resend the outbox from its oldest event and re-read the retained documents
+# and older names kept as aliases: rebirth (= resend_status), flush_outbox (= sync_now),
+# reload_policy / reload_trust (= reload), set_list (gate: sealed list; transfer: manifest).
+# A unit answers a command it does not know with a refusing CommandAck, never silence.
+COMMANDS = ("reload", "set_log_level", "resend_status", "sync_now")
+CommandName = Literal[
+    "reload",
+    "set_log_level",
+    "resend_status",
+    "sync_now",
+    "rebirth",
+    "reload_policy",
+    "reload_trust",
+    "flush_outbox",
+    "set_list",
+]
+
+
 class Command(msgspec.Struct, frozen=True, kw_only=True):
     """A request to one unit; the unit answers with a CommandAck carrying the same `req`."""
 
     v: Version = 1
     req: EventId
-    cmd: Literal["rebirth", "reload_policy", "reload_trust", "flush_outbox", "set_list"]
+    cmd: CommandName
     args: dict[str, Any] = msgspec.field(default_factory=dict)
-    at: float = 0.0
+    at: float = 0.0  # hub clock when sent
 
 
 class CommandAck(msgspec.Struct, frozen=True, kw_only=True):
+    """`ok` false with `error` saying why (unknown command, bad argument, reload failed).
+    `cmd` echoes the command; `detail` carries what it did (e.g. versions after reload)."""
+
     v: Version = 1
     req: EventId
     unit: UnitId
     ok: bool
     error: Text = ""
+    cmd: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    detail: dict[str, Any] = msgspec.field(default_factory=dict)
+    at: float = 0.0  # unit clock when answered
 
 
 # -- presence and fleet ---------------------------------------------------------------------
@@ -279,6 +340,15 @@ class HubStatus(msgspec.Struct, frozen=True, kw_only=True):
     ts: float = 0.0
     policy: str = ""
     trust: str = ""
+
+
+# `hub/policy` and `hub/trust` carry the signed document itself (the JSON written by
+# `checkpost policy build` / `checkpost trust build`: {"policy"|"trust_list": body,
+# "signature": ...}, body with `version` and `issued_at`), retained. Documents may be larger
+# than other messages (EU rule sets), up to MAX_DOCUMENT. A hub without a signed document
+# (built-in or TOML policy) retains a bare announcement instead (below): units show it as
+# "update pending" when it names a version they do not hold.
+MAX_DOCUMENT = 4 * 1024 * 1024
 
 
 class PolicyAnnounce(msgspec.Struct, frozen=True, kw_only=True):

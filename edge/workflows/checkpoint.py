@@ -10,7 +10,11 @@ The six steps staff follow — stop, check, measure, register, advise, disinfect
   decision and reason are recorded (a StaffOverride event). The same person twice in one
   vehicle is caught (pseudonymous id), and a thermometer unplugged mid-vehicle turns the
   waiting occupant into "measure by hand" (a manual reading is a tap);
-- **advice** and **disinfection** are one tap each, timestamped;
+- **direction**: every vehicle is recorded with the direction it travels — "in"/"out", or
+  the road's named directions from the config (``[checkpoint] directions``); the screen
+  keeps the last one chosen, since a lane mostly faces one way;
+- **advice** and **disinfection** are one tap each, timestamped: each is a VehicleStep
+  event (its ``ts`` is the tap), counted per shift, shown ticked with its time;
 - **outcome**: released (the barrier relay opens — only then), turned back or referred,
   counted per shift.
 
@@ -48,6 +52,7 @@ from checkpost.protocol import (
     VehicleOpen,
     VehicleTurnBack,
 )
+from checkpost.protocol.messages import VehicleStep
 
 PLATE = re.compile(r"^[\u4e00-\u9fa5A-Z]{1,2}[A-Z0-9·•-]{4,8}$")
 OUTCOMES = ("released", "turned_back", "referred")
@@ -93,9 +98,14 @@ class CheckpointWorkflow(Workflow):
         window_s: float = 15.0,
         shift_hours: float = 8.0,
         staff: str = "staff",
+        directions: tuple[str, ...] | list[str] = ("in", "out"),
         **kw: Any,
     ) -> None:
         super().__init__(unit, verifier, policy, **kw)
+        self.directions = tuple(str(d)[:32] for d in directions)
+        if not self.directions or len(set(self.directions)) != len(self.directions):
+            raise ValueError(f"checkpoint directions must be distinct names, not {directions!r}")
+        self.direction = self.directions[0]  # preselected for the next vehicle
         self.thermometer = thermometer
         self.devices["thermometer"] = thermometer
         self.window_s = window_s
@@ -129,7 +139,10 @@ class CheckpointWorkflow(Workflow):
             "released": 0,
             "turned_back": 0,
             "referred": 0,
+            "advice": 0,
+            "disinfected": 0,
         }
+        base.update({f"dir:{d}": 0 for d in self.directions})
         if shift == self.shift:
             base.update(self.counts)
         return base
@@ -139,16 +152,20 @@ class CheckpointWorkflow(Workflow):
     def _tap_plate(self, args: dict[str, Any], now: float) -> Step:
         step = Step()
         plate = str(args["plate"]).strip().upper().replace(" ", "")
-        direction = str(args.get("direction", "in"))
+        direction = str(args.get("direction") or self.direction)
         if self.vehicle is not None:
             return step.error("vehicle_open")
         if not PLATE.match(plate):
             return step.error("bad_plate", plate=plate[:16])
-        ev = self.event(VehicleOpen, now, plate=plate)
+        if direction not in self.directions:
+            return step.error("bad_direction", direction=direction[:32])
+        ev = self.event(VehicleOpen, now, plate=plate, direction=direction)
         step.events.append(ev)
         self.vehicle = Vehicle(ev.id, plate, direction, now)
+        self.direction = direction
         self.recent_plates = [plate, *[p for p in self.recent_plates if p != plate]][:8]
         self._count("vehicles", now)
+        self._count(f"dir:{direction}", now)
         for region in self.policy.checkpoint.risk_regions:
             if plate.startswith(region):
                 self.vehicle.risk_region = region
@@ -162,17 +179,43 @@ class CheckpointWorkflow(Workflow):
         step.journal.append(("vehicle", ev.id, {"direction": direction, "plate": plate}))
         return step
 
+    def _tap_direction(self, args: dict[str, Any], now: float) -> Step:
+        """Choose the direction (the next one in the list when none is given). With a vehicle
+        open and not yet recorded otherwise, only the preselection for the next changes."""
+        want = args.get("direction")
+        if want is None:
+            i = self.directions.index(self.direction)
+            want = self.directions[(i + 1) % len(self.directions)]
+        if str(want) not in self.directions:
+            return Step().error("bad_direction", direction=str(want)[:32])
+        self.direction = str(want)
+        return Step()
+
     def _tap_advice(self, args: dict[str, Any], now: float) -> Step:
-        if self.vehicle is None:
-            return Step().error("no_vehicle")
-        self.vehicle.advice_at = now
-        return Step(journal=[("advice", self.vehicle.id, {"at": now})])
+        return self._vehicle_step("advice", now)
 
     def _tap_disinfect(self, args: dict[str, Any], now: float) -> Step:
-        if self.vehicle is None:
-            return Step().error("no_vehicle")
-        self.vehicle.disinfected_at = now
-        return Step(journal=[("disinfect", self.vehicle.id, {"at": now})])
+        return self._vehicle_step("disinfect", now)
+
+    def _vehicle_step(self, what: str, now: float) -> Step:
+        step = Step()
+        v = self.vehicle
+        if v is None:
+            return step.error("no_vehicle")
+        done = v.advice_at if what == "advice" else v.disinfected_at
+        if done is not None:  # one tap records it; a second tap changes nothing
+            return step.info(f"{what}_done", at=_hhmm(done))
+        ev = self.event(VehicleStep, now, vehicle=v.id, step=what)
+        step.events.append(ev)
+        if what == "advice":
+            v.advice_at = now
+            self._count("advice", now)
+        else:
+            v.disinfected_at = now
+            self._count("disinfected", now)
+        step.outputs.append(Output("buzzer", "ok", 100))
+        step.journal.append((what, v.id, {"at": now, "event": ev.id}))
+        return step
 
     def _tap_release(self, args: dict[str, Any], now: float) -> Step:
         step = Step()
@@ -377,6 +420,9 @@ class CheckpointWorkflow(Workflow):
             step.notice = Notice("info", local_reason("thermometer_back"))
         else:
             step.notice = Notice("error", local_reason("thermometer_unplugged"))
+            # A reading the sensor sent before it went away belongs to no one we can name:
+            # the next person is measured again (by hand until it is back), never bound to it.
+            self.readings.clear()
             occ = self.current
             if occ is not None and occ.stage == "measuring" and self.vehicle is not None:
                 # Waiting for a reading that will not come: decide without one (REMEASURE),
@@ -449,6 +495,8 @@ class CheckpointWorkflow(Workflow):
                 "risk_region": v.risk_region,
                 "advice": v.advice_at is not None,
                 "disinfected": v.disinfected_at is not None,
+                "advice_at": v.advice_at,
+                "disinfected_at": v.disinfected_at,
                 "occupants": [{"name": o.name, "verdict": o.verdict} for o in v.occupants],
             },
             "current": None
@@ -459,13 +507,21 @@ class CheckpointWorkflow(Workflow):
                 "temps": [c for c, _ in cur.readings],
             },
             "recent_plates": list(self.recent_plates),
+            "directions": list(self.directions),
+            "direction": self.direction,
             "thermometer": self.devices.get("thermometer", False),
         }
 
     def buttons(self) -> list[str]:
         if self.vehicle is None:
-            return ["plate"]
-        out = ["advice", "disinfect", "turn_back", "refer"]
+            return ["plate", "direction"]
+        v = self.vehicle
+        out = [
+            *(["advice"] if v.advice_at is None else []),
+            *(["disinfect"] if v.disinfected_at is None else []),
+            "turn_back",
+            "refer",
+        ]
         if self.current is not None and self.current.stage == "review":
             out += ["allow", "refuse"]
         elif self.current is not None:
@@ -473,3 +529,10 @@ class CheckpointWorkflow(Workflow):
         else:
             out.append("release")
         return out
+
+
+def _hhmm(ts: float) -> str:
+    """Local time of the unit, hours and minutes (what staff read on the screen)."""
+    import time
+
+    return time.strftime("%H:%M", time.localtime(ts))

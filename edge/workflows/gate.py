@@ -1,9 +1,12 @@
 """Compound gate ("please scan to enter"): pedestrians one by one, each scan its own decision.
 
 The turnstile or door relay pulses on PASS only. Residents of a sealed building — a list
-of pseudonymous ids the hub pushes (command ``set_list`` with ``name = "sealed"``) — are
-refused *exit* with the reason; entering stays allowed. That refusal is a local rule the
-hub does not know, so a hub result can never lift it (it is the verdict's floor).
+of pseudonymous ids the hub pushes, retained and signed, on ``<root>/hub/sealed``
+(``checkpost.protocol.lists``) — are refused *exit* with the reason; entering stays allowed.
+The unit checks the list's signature and version (never goes back to an older one), applies
+it between two scans, and shows its version and age. That refusal is a local rule the hub's
+verification does not know, so a hub result can never lift it (it is the verdict's floor).
+The older command ``set_list name=sealed`` still works (source "command").
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from checkpost.edge.workflows.common import (
 
 from checkpost.policy import decide
 from checkpost.protocol import Scan, Temperature
+from checkpost.protocol.lists import verify_sealed
+from checkpost.signed import SignatureError
 
 
 class GateWorkflow(Workflow):
@@ -53,12 +58,59 @@ class GateWorkflow(Workflow):
         self.relay_ms = relay_ms
         self.sealed: frozenset[str] = frozenset()
         self.sealed_version = ""
+        self.sealed_issued_at: float | None = None
+        self.sealed_applied_at: float | None = None
+        self.sealed_source = ""  # "hub" (signed, pushed), "command", or "" (none yet)
+        self.sealed_scope = ""
         self.readings: list[tuple[float, float, str]] = []
         self.counts = {"in": 0, "out": 0, "pass": 0, "review": 0, "fail": 0, "sealed_refused": 0}
 
-    def set_sealed(self, sids: list[str], version: str = "") -> None:
+    def set_sealed(
+        self,
+        sids: list[str],
+        version: str = "",
+        *,
+        issued_at: float | None = None,
+        applied_at: float | None = None,
+        source: str = "command",
+        scope: str = "",
+    ) -> None:
         self.sealed = frozenset(sids)
         self.sealed_version = version
+        self.sealed_issued_at = issued_at
+        self.sealed_applied_at = applied_at
+        self.sealed_source = source
+        self.sealed_scope = scope
+
+    def on_sealed_document(self, payload: bytes, keys: list[Any], now: float) -> Step:
+        """The hub's signed sealed list arrived (retained topic, or the unit's cache)."""
+        step = Step()
+        try:
+            lst = verify_sealed(payload, keys)
+        except SignatureError as exc:
+            step.journal.append(("sealed_list_refused", "sealed", {"why": str(exc)}))
+            return step
+        if self.sealed_source == "hub" and self.sealed_version.isdigit():
+            held = int(self.sealed_version)
+            if lst.version < held:
+                why = f"version {lst.version} older than {held}"
+                step.journal.append(("sealed_list_refused", "sealed", {"why": why}))
+                return step
+            if lst.version == held:
+                return step  # the same list again (a reconnect re-delivers the retained one)
+        self.set_sealed(
+            sorted(lst.sids),
+            str(lst.version),
+            issued_at=lst.issued_at,
+            applied_at=now,
+            source="hub",
+            scope=lst.scope,
+        )
+        step.info("sealed_list_applied", version=lst.version)
+        step.journal.append(
+            ("sealed_list_applied", "sealed", {"version": lst.version, "entries": len(lst.sids)})
+        )
+        return step
 
     def _tap_direction(self, args: dict[str, Any], now: float) -> Step:
         want = str(args.get("direction", "out" if self.current_direction == "in" else "in"))
@@ -135,6 +187,11 @@ class GateWorkflow(Workflow):
             "mode": self.direction,
             "sealed_list": len(self.sealed),
             "sealed_version": self.sealed_version,
+            "sealed_source": self.sealed_source,
+            "sealed_scope": self.sealed_scope,
+            "sealed_age_s": None
+            if self.sealed_issued_at is None
+            else max(0, round(now - self.sealed_issued_at)),
         }
 
     def buttons(self) -> list[str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,13 +48,37 @@ from checkpost.protocol import (
     TubeOpen,
     Undo,
 )
+from checkpost.protocol.messages import ManualPerson
 
-MANUAL_PREFIX = "MANUAL:"
+# Key of the ID-number hash of people entered by hand. Every unit and the hub of one
+# deployment must use the same key (``[sampling] manual_key``), or one person entered at two
+# tables would not be recognised; a deployment sets its own so the hashes are not portable.
+DEFAULT_MANUAL_KEY = "checkpost-manual-1"
+
+
+def manual_id_hash(id_number: str, key: str = DEFAULT_MANUAL_KEY) -> str:
+    """Keyed hash (HMAC-SHA256, hex) of an ID number as staff typed it, normalised."""
+    norm = "".join(id_number.split()).upper()
+    return hmac.new(key.encode(), norm.encode(), hashlib.sha256).hexdigest()
+
+
+def mask_name(name: str) -> str:
+    name = name.strip()
+    if len(name) <= 1:
+        return name + "*"
+    return name[:1] + "*" * max(1, len(name) - 2) + (name[-1:] if len(name) > 2 else "")
+
+
+def mask_phone(phone: str) -> str:
+    digits = "".join(c for c in phone if c.isdigit())
+    if len(digits) < 7:
+        return "*" * min(len(digits), 16)
+    return (digits[:3] + "*" * (len(digits) - 7) + digits[-4:])[:16]
 
 
 @dataclass(frozen=True, slots=True)
 class Member:
-    key: str  # sid (SR1) or a local key for a person entered by hand
+    key: str  # sid (SR1), or "manual:" + the hashed ID number of a person entered by hand
     name: str
     event: str
     manual: bool = False
@@ -99,9 +124,11 @@ class SamplingWorkflow(Workflow):
         labels_warn: tuple[int, int] = (20, 2),
         utc_offset_h: float = 8.0,
         staff: str = "staff",
+        manual_key: str = DEFAULT_MANUAL_KEY,
         **kw: Any,
     ) -> None:
         super().__init__(unit, verifier, policy, **kw)
+        self.manual_key = manual_key
         self.table = table[:32]
         self.round_name = round_name  # "": the local date (one round per day)
         self.pool = pool or policy.sampling.default_pool_size
@@ -189,7 +216,7 @@ class SamplingWorkflow(Workflow):
                 self._view("FAIL", [local_reason("registration_invalid"), *verdict.reasons], now)
                 return step
             sid = subject_id(decoded) or ""
-            return self._add_person(sid, masked_name(decoded), decoded.text, False, now, step)
+            return self._add_person(sid, masked_name(decoded), decoded.text, None, now, step)
         verdict = decide(decoded, None, "sampling", now, self.policy)
         self._view("FAIL", list(verdict.reasons), now)
         step.outputs.append(Output("buzzer", "error", 300))
@@ -227,12 +254,13 @@ class SamplingWorkflow(Workflow):
         self,
         key: str,
         name: str,
-        code: str,
-        manual: bool,
+        code: str | None,
+        person: ManualPerson | None,
         now: float,
         step: Step,
         override: Any = None,
     ) -> Step:
+        manual = person is not None
         tube = self.tube
         if tube is None:
             return self._fail(step, "no_open_tube", now)
@@ -248,7 +276,7 @@ class SamplingWorkflow(Workflow):
                 "key": key,
                 "name": name,
                 "code": code,
-                "manual": manual,
+                "person": person,
                 "tube": tube.code,
             }
             step.error("person_in_round", tube=other)
@@ -261,7 +289,7 @@ class SamplingWorkflow(Workflow):
             )
             return step
         self.pending_override = None
-        ev = self.event(TubeAdd, now, tube=tube.code, code=code, override=override)
+        ev = self.event(TubeAdd, now, tube=tube.code, code=code, override=override, person=person)
         step.events.append(ev)
         tube.members.append(Member(key, name, ev.id, manual))
         self.round_people.setdefault((tube.round, key), tube.code)
@@ -429,20 +457,19 @@ class SamplingWorkflow(Workflow):
     # -- taps -------------------------------------------------------------------------------
 
     def _tap_manual(self, args: dict[str, Any], now: float) -> Step:
-        """A person without any code: entered by hand (name and phone as staff typed them).
-
-        The protocol has no manual-entry field yet, so the event carries ``MANUAL:`` plus a
-        local key in its code; only the masked forms are kept."""
+        """A person without any code, entered by hand: name, ID number and phone as staff
+        typed them. Only masked forms and a keyed hash of the ID number leave this step (a
+        TubeAdd with ``person``); the hash is what "once per tube / once per round" matches,
+        here and at the hub. Without an ID number (a child, a forgotten card) name and phone
+        stand in for it."""
         name = str(args["name"]).strip()
         phone = str(args.get("phone", "")).strip()
+        id_number = str(args.get("id_number", "")).strip()
         if not name:
             raise ValueError("name is empty")
-        key = "m-" + hashlib.sha256(f"{name}|{phone}".encode()).hexdigest()[:24]
-        masked = name[:1] + "*" + (name[-1:] if len(name) > 2 else "")
-        tail = phone[-4:] if len(phone) >= 4 else ""
-        return self._add_person(
-            key, masked, f"{MANUAL_PREFIX}{key}:{masked}:{tail}", True, now, Step()
-        )
+        id_hash = manual_id_hash(id_number or f"{name}|{phone}", self.manual_key)
+        person = ManualPerson(name=mask_name(name)[:32], id_hash=id_hash, phone=mask_phone(phone))
+        return self._add_person("manual:" + id_hash[:32], person.name, None, person, now, Step())
 
     def _tap_override(self, args: dict[str, Any], now: float) -> Step:
         step = Step()
@@ -460,7 +487,7 @@ class SamplingWorkflow(Workflow):
             p["key"],
             p["name"],
             p["code"],
-            p["manual"],
+            p["person"],
             now,
             step,
             override=Override(staff=staff, why=why[:500]),
@@ -533,12 +560,6 @@ class SamplingWorkflow(Workflow):
         return step
 
     def _on_conflict(self, result: Any, info: dict[str, Any], now: float, step: Step) -> None:
-        kind = info.get("kind")
-        if kind == "manual":
-            # The hub cannot verify a hand entry (no registration code): not a conflict.
-            step.notice = Notice("info", local_reason("manual_entry"))
-            self.notice = step.notice
-            return
         self._view(
             "FAIL",
             list(result.reasons) or [local_reason("hub_conflict", why="refused")],

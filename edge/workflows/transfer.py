@@ -1,11 +1,15 @@
 """Transfer point: receive fast, register fast, forward fast — and stop every mismatch.
 
 Scan an arriving box, scan its tubes (or confirm the count), note a broken seal, name the
-handler, register. The unit compares against what it knows (a manifest the hub pushes with
-``set_list name=manifest``: box -> tubes, samples, tube codes) and the hub compares the
-Handover event against its own record and answers; any mismatch — missing box, extra or
-missing tube, sample count, broken seal — flags the box as *held* before it moves on.
-"Missing box" is found at the end of a shipment: every manifest box not received.
+handler, register. Scanning the box asks the hub what it knows of it (a ``box_check``
+event; the Result says whether the box was sealed, its tube and sample counts and its tube
+codes), so the box is checked against the hub's own record, not a copy. Offline, or for
+boxes announced ahead, the unit falls back to a manifest (``set_list name=manifest``: box ->
+tubes, samples, tube codes). On registering, the Handover event goes to the hub, which
+compares again. Every mismatch — box unknown or never sealed, missing box, extra tube,
+missing tube, tube or sample count, broken seal — holds the box before it moves on; a hub
+answer that arrives after registering still holds it. "Missing box" is found at the end of
+a shipment: every manifest box not received.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 from checkpost.edge.reasons import local_reason
 from checkpost.edge.workflows.common import (
     CodeRead,
+    Notice,
     Output,
     Step,
     VerdictView,
@@ -24,6 +29,7 @@ from checkpost.edge.workflows.common import (
 
 from checkpost.policy import decide
 from checkpost.protocol import Handover
+from checkpost.protocol.messages import BoxCheck
 from checkpost.reasons import Reason
 
 
@@ -32,6 +38,19 @@ class Expected:
     tubes: int
     samples: int
     tube_codes: tuple[str, ...] = ()
+    source: str = "manifest"  # "manifest" (pushed ahead) or "hub" (answer to box_check)
+
+
+def expected_from_flags(flags: list[str]) -> Expected | None:
+    """The hub's answer to a box_check: ``known:<tubes>/<samples>`` and ``tube:<code>``."""
+    known = next((f[6:] for f in flags if f.startswith("known:")), None)
+    if known is None or "/" not in known:
+        return None
+    tubes, _, samples = known.partition("/")
+    if not (tubes.isdigit() and samples.isdigit()):
+        return None
+    codes = tuple(f[5:] for f in flags if f.startswith("tube:"))
+    return Expected(int(tubes), int(samples), codes, "hub")
 
 
 @dataclass(slots=True)
@@ -40,7 +59,9 @@ class Receiving:
     started: float
     tubes: list[str] = field(default_factory=list)
     seal_intact: bool = True
-    findings: list[Reason] = field(default_factory=list)
+    findings: list[Reason] = field(default_factory=list)  # box-level: unknown, not sealed
+    check: str = ""  # the box_check event id ("" offline-only)
+    checked: str = ""  # "" not asked, "pending", "ok", "refused"
 
 
 @dataclass(slots=True)
@@ -67,6 +88,9 @@ class TransferWorkflow(Workflow):
         self.manifest_version = ""
         self.current: Receiving | None = None
         self.received: dict[str, Received] = {}
+        self.known: dict[str, Expected] = {}  # the hub's answers, by box
+        # box_check answers still due for boxes registered before they came
+        self._late: dict[str, tuple[str, list[str], bool]] = {}
         self.handler = ""
         self.counts = {"boxes": 0, "tubes": 0, "samples": 0, "held": 0, "missing": 0}
 
@@ -106,6 +130,10 @@ class TransferWorkflow(Workflow):
             step.error("box_sealed", box=code)
             return step
         self.current = Receiving(code, now)
+        ev = self.event(BoxCheck, now, box=code)
+        step.events.append(ev)
+        self.current.check, self.current.checked = ev.id, "pending"
+        self.expect(ev.id, kind="box_check", box=code)
         if self.manifest and code not in self.manifest:
             self.current.findings.append(local_reason("box_expected", box=code))
             step.warn("box_expected", box=code)
@@ -127,11 +155,45 @@ class TransferWorkflow(Workflow):
         if code in cur.tubes:
             return step.error("tube_twice", tube=code)
         cur.tubes.append(code)
-        exp = self.manifest.get(cur.box)
+        exp = self.expected(cur.box)
         if exp is not None and exp.tube_codes and code not in exp.tube_codes:
-            cur.findings.append(local_reason("extra_tube", tube=code))
             step.warn("extra_tube", tube=code)
         return step
+
+    def expected(self, box: str) -> Expected | None:
+        """What this box should hold: the hub's answer, else the pushed manifest."""
+        return self.known.get(box) or self.manifest.get(box)
+
+    @staticmethod
+    def compare(
+        box_findings: list[Reason],
+        scanned: list[str],
+        tubes: int,
+        samples: int,
+        seal_intact: bool,
+        exp: Expected | None,
+    ) -> list[Reason]:
+        """Every mismatch between what arrived and what is expected, one reason each."""
+        findings = list(box_findings)
+        if not seal_intact:
+            findings.append(local_reason("seal_broken"))
+        if exp is None:
+            return findings
+        if exp.tube_codes:
+            findings += [
+                local_reason("extra_tube", tube=t) for t in scanned if t not in exp.tube_codes
+            ]
+            if scanned:
+                findings += [
+                    local_reason("missing_tube", tube=t) for t in exp.tube_codes if t not in scanned
+                ]
+        if tubes != exp.tubes:
+            findings.append(local_reason("count_mismatch", what="tubes", got=tubes, want=exp.tubes))
+        if samples != exp.samples:
+            findings.append(
+                local_reason("count_mismatch", what="samples", got=samples, want=exp.samples)
+            )
+        return findings
 
     def _tap_seal_broken(self, args: dict[str, Any], now: float) -> Step:
         if self.current is None:
@@ -152,34 +214,13 @@ class TransferWorkflow(Workflow):
         handler = str(args.get("handler") or self.handler).strip()
         if not handler:
             return step.error("no_handler")
-        exp = self.manifest.get(cur.box)
+        exp = self.expected(cur.box)
         tubes = int(args["tubes"]) if "tubes" in args else len(cur.tubes)
         if "samples" in args:
             samples = int(args["samples"])
         else:
             samples = exp.samples if exp is not None else 0
-        findings = list(cur.findings)
-        if not cur.seal_intact:
-            findings.append(local_reason("seal_broken"))
-        if exp is not None:
-            if tubes != exp.tubes:
-                findings.append(
-                    local_reason("count_mismatch", what="tubes", got=tubes, want=exp.tubes)
-                )
-            if samples != exp.samples:
-                findings.append(
-                    local_reason("count_mismatch", what="samples", got=samples, want=exp.samples)
-                )
-            missing = [t for t in exp.tube_codes if cur.tubes and t not in cur.tubes]
-            if missing and tubes == len(cur.tubes):
-                findings.append(
-                    local_reason(
-                        "count_mismatch",
-                        what="tubes missing",
-                        got=len(cur.tubes),
-                        want=len(exp.tube_codes),
-                    )
-                )
+        findings = self.compare(cur.findings, cur.tubes, tubes, samples, cur.seal_intact, exp)
         ev = self.event(
             Handover,
             now,
@@ -195,6 +236,8 @@ class TransferWorkflow(Workflow):
         self.received[cur.box] = Received(
             cur.box, ev.id, tubes, samples, handler, now, status, findings
         )
+        if cur.checked == "pending":  # the hub's answer, when it comes, is compared then
+            self._late[cur.check] = (cur.box, list(cur.tubes), cur.seal_intact)
         self.expect(ev.id, kind="handover", box=cur.box)
         self.counts["boxes"] += 1
         self.counts["tubes"] += tubes
@@ -263,7 +306,65 @@ class TransferWorkflow(Workflow):
             ]
         )
 
+    def _on_box_check(self, result: Any, box: str, now: float, step: Step) -> Step:
+        """The hub's record of a box arrived: compare it with what is on the table."""
+        cur = self.current
+        exp = expected_from_flags(list(result.flags)) if result.ok else None
+        problem: list[Reason] = []
+        if not result.ok:
+            codes = {r.code for r in result.reasons}
+            if "box_not_sealed" in codes:
+                problem = [local_reason("box_not_sealed", box=box)]
+                exp = expected_from_flags(list(result.flags))
+            else:
+                problem = [local_reason("box_unknown", box=box)]
+        if exp is not None:
+            self.known[box] = exp
+        if cur is not None and cur.box == box and cur.check == result.id:
+            cur.checked = "refused" if problem else "ok"
+            cur.findings = [f for f in cur.findings if f.code != "box_expected"] + problem
+            if self.manifest and box not in self.manifest and exp is None and not problem:
+                cur.findings.append(local_reason("box_expected", box=box))
+            found = self.compare(cur.findings, cur.tubes, len(cur.tubes), 0, True, None)
+            if exp is not None:
+                extra = [t for t in cur.tubes if exp.tube_codes and t not in exp.tube_codes]
+                found += [local_reason("extra_tube", tube=t) for t in extra]
+            if found:
+                step.notice = Notice("error", found[0])
+                step.outputs.append(Output("buzzer", "error", 300))
+            self.show(
+                VerdictView(
+                    event="",
+                    verdict="FAIL" if found else "REVIEW",
+                    reasons=found,
+                    at=now,
+                    subject=box
+                    if exp is None
+                    else f"{box}: {exp.tubes} tubes, {exp.samples} samples expected",
+                )
+            )
+            self.notice = step.notice
+            return step
+        late = self._late.pop(result.id, None)
+        rec = self.received.get(box)
+        if late is not None and rec is not None:
+            _box, scanned, intact = late
+            findings = self.compare(problem, scanned, rec.tubes, rec.samples, intact, exp)
+            new = [f for f in findings if f not in rec.findings]
+            if new:
+                if rec.status != "held":
+                    self.counts["held"] += 1
+                rec.status = "held"
+                rec.findings.extend(new)
+                step.notice = Notice("error", local_reason("box_held"))
+                step.outputs.append(Output("buzzer", "error", 300))
+                step.journal.append(("box_held", rec.event, {"findings": [f.code for f in new]}))
+                self.notice = step.notice
+        return step
+
     def _on_result(self, result: Any, info: dict[str, Any], now: float, step: Step) -> Step:
+        if info.get("kind") == "box_check":
+            return self._on_box_check(result, str(info.get("box")), now, step)
         rec = self.received.get(str(info.get("box")))
         if rec is not None and rec.event == result.id:
             if result.ok and rec.status == "pending":
@@ -294,11 +395,9 @@ class TransferWorkflow(Workflow):
                 "tubes": len(cur.tubes),
                 "seal_intact": cur.seal_intact,
                 "expected": None
-                if cur.box not in self.manifest
-                else {
-                    "tubes": self.manifest[cur.box].tubes,
-                    "samples": self.manifest[cur.box].samples,
-                },
+                if (exp := self.expected(cur.box)) is None
+                else {"tubes": exp.tubes, "samples": exp.samples, "source": exp.source},
+                "checked": cur.checked,
                 "findings": [f.en for f in cur.findings],
             },
             "handler": self.handler,

@@ -5,10 +5,12 @@ defects, so the file is the frame) and `manifest.json` with the ground truth:
 
     {"seed": N, "width": 1280, "height": 720,
      "stills": [{"file", "category", "codes": [{"text", "format", "corners"}], "conditions"}],
-     "clips": [{"dir", "category", "frames": [file...], "full_index", "codes": [...]}]}
+     "clips": [{"dir", "category", "frames": [file...], "full_index", "inside_index",
+                "codes": [...]}]}
 
-`full_index` is the first clip frame in which the whole code is inside the picture; the
-benchmark counts frames from there to the first read. Each still and each clip draws from
+`full_index` is the first clip frame in which the whole code is inside the picture and no
+longer smeared by its own movement by more than one module (see `_clip`); the benchmark
+counts frames from there to the first read. Each still and each clip draws from
 its own generator seeded by (seed, index), so corpora of different sizes share a prefix
 and a frame can be regenerated alone when a miss is investigated.
 """
@@ -171,6 +173,9 @@ def build_setup(rng: np.random.Generator, category: str, hard: bool = True) -> S
     cy = float(rng.uniform(margin, sc.H - margin)) if 2 * margin < sc.H else sc.H / 2
     # The pose is applied about the carrier centre; shift so the code lands on (cx, cy).
     center = (cx - (ccx - w / 2) * scale, cy - (ccy - h / 2) * scale)
+    if corners is not None:
+        scale, center = _keep_code_in_frame(carrier, corners, scale, center, roll, yaw, pitch)
+        target = scale * px
     eff = _effects(rng, category, hard)
     eff.update(cond)
     eff.update(
@@ -191,6 +196,49 @@ def build_setup(rng: np.random.Generator, category: str, hard: bool = True) -> S
         center,
         eff,
     )
+
+
+def _keep_code_in_frame(
+    carrier: np.ndarray,
+    corners: np.ndarray,
+    scale: float,
+    center: tuple[float, float],
+    roll: float,
+    yaw: float,
+    pitch: float,
+) -> tuple[float, tuple[float, float]]:
+    """Move (and if need be, step back) so the whole code, quiet zone included, is in frame.
+
+    The placement above keeps the code's centre a margin from the edges, but a large code
+    (an HC1 at 7 px per module is ~650 px) rolled and tilted can still reach past an edge.
+    A code cut by the frame edge is unreadable by any decoder, yet the manifest would list
+    it as shown; and staff see on the station screen that it is cut off and step back. So
+    a still always shows its whole code: it is shifted inside when it fits, and otherwise
+    held further away (smaller modules) until it fits. This draws nothing from the
+    generator, so every other random choice of the corpus is unchanged.
+    """
+    size = (carrier.shape[1], carrier.shape[0])
+    lo_q, hi_q = corners.min(axis=0), corners.max(axis=0)
+    pad = 0.08 * float((hi_q - lo_q).max())  # about four modules of quiet zone
+    quad = np.array(
+        [lo_q - pad, [hi_q[0] + pad, lo_q[1] - pad], hi_q + pad, [lo_q[0] - pad, hi_q[1] + pad]],
+        np.float32,
+    )
+    edge = 4.0
+    for _ in range(8):
+        hom = sc.pose_homography(size, center, scale, roll, yaw, pitch)
+        pts = sc.transform_points(hom, quad)
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        ext = hi - lo
+        room = np.array([sc.W, sc.H], np.float32) - 2 * edge
+        if (ext > room).any():
+            scale *= 0.95 * float((room / ext).min())
+            continue
+        shift = np.maximum(edge - lo, 0) - np.maximum(hi - (np.array([sc.W, sc.H]) - edge), 0)
+        if not shift.any():
+            break
+        center = (center[0] + float(shift[0]), center[1] + float(shift[1]))
+    return scale, center
 
 
 def render(
@@ -286,7 +334,18 @@ def _still(seed: int, index: int, out: str) -> dict[str, Any]:
 
 
 def _clip(seed: int, index: int, out: str) -> dict[str, Any]:
-    """A code moving into view and settling: entry over 2-6 frames, then held (small shake)."""
+    """A code moving into view and settling: entry over 2-6 frames, then held (small shake).
+
+    The hand decelerates (ease-out), so the code often crosses the frame edge while it is
+    still moving fast: a phone travelling 100-200 px per frame with the shutter open for
+    15-50 % of the interval is smeared over tens of modules, which no decoder can read. So
+    ``full_index``, where the benchmark starts counting, is the first frame in which the
+    whole code is inside the picture *and* the hand's movement during the exposure smears
+    it by at most one module (a box blur of one module keeps ~64 % of the finest pattern's
+    contrast; at two modules it is zero). ``inside_index`` is the first frame with the
+    code inside the picture regardless of smear, kept for reference. Frame 0 is rendered
+    with the velocity the code already has (it is moving in, not standing still).
+    """
     rng = np.random.default_rng([seed, 2, index])
     category = CLIP_CATEGORIES[index % len(CLIP_CATEGORIES)]
     setup = build_setup(rng, category, hard=False)
@@ -308,19 +367,28 @@ def _clip(seed: int, index: int, out: str) -> dict[str, Any]:
     exposure = float(rng.uniform(0.15, 0.5))  # fraction of the frame interval the shutter is open
     d = Path(out) / f"clip_{index:04d}"
     d.mkdir(parents=True, exist_ok=True)
-    files, full_index, codes = [], None, []
-    prev = None
+    files, full_index, inside_index, codes = [], None, None, []
+
+    def dist_at(f: int) -> float:
+        k = min(1.0, f / entry)  # f < 0: the path before the first frame, further out
+        return start_dist * (1 - (1 - (1 - k) ** 2))
+
+    prev = (
+        setup.center[0] + math.cos(ang) * dist_at(-1),
+        setup.center[1] + math.sin(ang) * dist_at(-1),
+    )
+    module = float(setup.effects["module_px"])
     for f in range(CLIP_FRAMES):
-        k = min(1.0, f / entry)
-        ease = 1 - (1 - k) ** 2
-        dist = start_dist * (1 - ease)
+        dist = dist_at(f)
         shake = rng.normal(0, 1.5, 2) if f >= entry else np.zeros(2)
         c = (
             setup.center[0] + math.cos(ang) * dist + shake[0],
             setup.center[1] + math.sin(ang) * dist + shake[1],
         )
-        v = 0.0 if prev is None else math.hypot(c[0] - prev[0], c[1] - prev[1])
+        v = math.hypot(c[0] - prev[0], c[1] - prev[1])
         prev = c
+        # the hand's own movement; the shake once held is not "moving into view"
+        entry_smear = abs(dist_at(f - 1) - dist) * exposure
         img, codes = render(setup, rng, center=c, extra_motion=(v * exposure, math.degrees(ang)))
         corners = np.array(codes[0]["corners"])
         inside = bool(
@@ -328,7 +396,9 @@ def _clip(seed: int, index: int, out: str) -> dict[str, Any]:
             and (corners[:, 0] < sc.W - 1).all()
             and (corners[:, 1] < sc.H - 1).all()
         )
-        if inside and full_index is None:
+        if inside and inside_index is None:
+            inside_index = f
+        if inside and entry_smear <= module and full_index is None:
             full_index = f
         name = f"f{f:02d}.jpg"
         _write_jpeg(d / name, img, setup.effects["jpeg"])
@@ -338,6 +408,7 @@ def _clip(seed: int, index: int, out: str) -> dict[str, Any]:
         "category": category,
         "frames": files,
         "full_index": full_index,
+        "inside_index": inside_index,
         "codes": [{"text": c["text"], "format": c["format"]} for c in codes],
         "conditions": setup.effects,
     }

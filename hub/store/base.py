@@ -24,6 +24,7 @@ from typing import Any
 
 import msgspec
 from checkpost.hub import reasons as R
+from checkpost.hub.store.migrations import MIGRATIONS
 
 from checkpost.policy.engine import RANK
 from checkpost.protocol import Result, encode
@@ -34,7 +35,15 @@ log = logging.getLogger("checkpost.hub.store")
 
 # Event kinds whose effects are idempotent and order-free: they take the bulk path.
 FAST_KINDS = frozenset(
-    {"scan", "temp", "vehicle_open", "vehicle_close", "vehicle_turn_back", "override"}
+    {
+        "scan",
+        "temp",
+        "vehicle_open",
+        "vehicle_close",
+        "vehicle_turn_back",
+        "vehicle_step",
+        "override",
+    }
 )
 
 
@@ -126,8 +135,32 @@ class Store:
         return, for every token that was already known, its first (unit, vehicle, event)."""
         raise NotImplementedError
 
-    def migrate(self) -> int:
+    def begin_migration(self) -> None:
+        """Open the migration transaction, excluding every other migrator (engine-specific:
+        SQLite takes the write lock, PostgreSQL an advisory lock)."""
         raise NotImplementedError
+
+    def migrate(self) -> int:
+        """Apply pending migrations in one transaction; return the schema version in place.
+        Written once for both engines: only how the transaction is opened differs."""
+        self.begin_migration()
+        try:
+            self.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                "applied_at DOUBLE PRECISION)"
+            )
+            done = {r[0] for r in self.all("SELECT version FROM schema_migrations")}
+            for version, statements in MIGRATIONS:
+                if version in done:
+                    continue
+                for stmt in statements:
+                    self.execute(stmt)
+                self.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, time.time()))
+            self.commit_tx()
+        except BaseException:
+            self.rollback()
+            raise
+        return max(v for v, _ in MIGRATIONS)
 
     def start_checkpointer(self) -> None:
         """Engine housekeeping off the commit path (SQLite WAL checkpoints)."""
@@ -199,24 +232,32 @@ class Store:
         dups: list[Work] = []
         if fast:
             self._fast(fast, policy, dups)
+        if slow:
+            self._slow(slow, policy, dups)
+        if dups:
+            self._answer_dups(dups)
+
+    def _slow(self, slow: list[Work], policy: str, dups: list[Work]) -> None:
+        """Sampling events: claim every id of the batch in one statement (the primary key
+        decides which were stored before: another worker holding the same id makes this
+        wait for its commit, then see the conflict), apply each claimed event's rule in
+        order, and write the results back in one statement."""
+        claimed = self.insert_events([self._event_row(w, b"") for w in slow])
         updates: list[tuple[Any, ...]] = []
         for w in slow:
-            row = self._event_row(w, b"")
-            if not self.insert_events([row]):
+            if w.id not in claimed:
                 dups.append(w)
                 continue
-            try:
-                RULES[w.kind](self, w)
-            except KeyError:  # pragma: no cover - every kind has a rule
-                log.error("no rule for %s", w.kind)
+            claimed.discard(w.id)  # the same id twice in one batch: the second is a dup
+            RULES[w.kind](self, w)
             self._finish(w, policy)
             updates.append((int(w.ok), w.verdict, w.result.decode(), w.id))
         if updates:
-            self.executemany(
-                "UPDATE events SET ok = ?, verdict = ?, result = ? WHERE id = ?", updates
-            )
-        if dups:
-            self._answer_dups(dups)
+            self.update_results(updates)
+
+    def update_results(self, rows: list[tuple[Any, ...]]) -> None:
+        """Set (ok, verdict, result) of claimed events, rows of (ok, verdict, result, id)."""
+        self.executemany("UPDATE events SET ok = ?, verdict = ?, result = ? WHERE id = ?", rows)
 
     def _fast(self, fast: list[Work], policy: str, dups: list[Work]) -> None:
         tokens = [
@@ -241,10 +282,21 @@ class Store:
         for w in fast:
             k = w.kind
             if k == "vehicle_open":
+                # a vehicle_step handled first (another worker) left a row without a plate
                 self.run(
-                    "INSERT INTO vehicles (id, unit, plate, opened_ts) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT DO NOTHING",
-                    (w.id, w.event.unit, w.event.plate, w.hub_ts),
+                    "INSERT INTO vehicles (id, unit, plate, opened_ts, direction) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                    "plate = excluded.plate, direction = excluded.direction, "
+                    "opened_ts = excluded.opened_ts WHERE vehicles.plate = ''",
+                    (w.id, w.event.unit, w.event.plate, w.hub_ts, w.event.direction),
+                )
+            elif k == "vehicle_step":
+                col = "advice_ts" if w.event.step == "advice" else "disinfected_ts"
+                self.run(
+                    f"INSERT INTO vehicles (id, unit, plate, opened_ts, {col}) "
+                    f"VALUES (?, ?, '', ?, ?) "
+                    f"ON CONFLICT (id) DO UPDATE SET {col} = excluded.{col}",
+                    (w.event.vehicle, w.event.unit, w.hub_ts, w.event.ts),
                 )
             elif k == "vehicle_close":
                 self.run(
@@ -438,54 +490,87 @@ class Store:
 
 
 # -- city-wide rules for sampling events ------------------------------------------------------
+#
+# Three shapes recur, written once each: open a container once, ever (the primary key
+# decides); find a container under a row lock and refuse it when missing or already
+# closed/sealed; close a container recording the count the hub knows.
+
+
+def _open_once(s: Store, w: Work, sql: str, params: tuple[Any, ...], taken: Reason) -> None:
+    """Insert a tube or box; the primary key makes the first opener the only winner."""
+    if w.ok and s.run(sql + " ON CONFLICT DO NOTHING", params) == 0:
+        w.reject(taken)
+
+
+def _locked(
+    s: Store,
+    w: Work,
+    sql: str,
+    key: str,
+    missing: Reason,
+    done: Reason | None = None,
+    done_if_set: bool = True,
+) -> tuple[Any, ...] | None:
+    """The row of a tube or box, locked for the rest of the transaction (PostgreSQL), or
+    None after rejecting the event: `missing` when it does not exist, `done` when its last
+    column (closed_ts / sealed_ts) is set (or, with `done_if_set=False`, not set)."""
+    row = s.one(sql + s.lock, (key,))
+    if row is None:
+        w.reject(missing)
+        return None
+    if done is not None and (row[-1] is not None) == done_if_set:
+        w.reject(done)
+        return None
+    return tuple(row)
+
+
+def _close_counted(s: Store, w: Work, update: str, count: int, key: str, claimed: int) -> None:
+    """Close a tube / seal a box with the count the hub knows; a different count from the
+    unit is refused (and the known one given back), the closing stands."""
+    s.run(update, (w.hub_ts, count, key))
+    if count != claimed:
+        w.reject(R.COUNT_MISMATCH)
+        w.flags.append(f"known:{count}")
+
+
+_TUBE = "SELECT pool, round, closed_ts FROM tubes WHERE code = ?"
+_BOX = "SELECT sealed_ts FROM boxes WHERE code = ?"
 
 
 def _tube_open(s: Store, w: Work) -> None:
-    if not w.ok:
-        return
     e = w.event
-    n = s.run(
+    _open_once(
+        s,
+        w,
         "INSERT INTO tubes (code, event_id, unit, tbl, round, pool, opened_ts) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
         (e.tube, w.id, e.unit, e.table, e.round, e.pool, w.hub_ts),
+        R.TUBE_ALREADY_OPENED,
     )
-    if n == 0:
-        w.reject(R.TUBE_ALREADY_OPENED)
 
 
 def _tube_add(s: Store, w: Work) -> None:
     if not w.ok:
         return
     e = w.event
-    tube = s.one(f"SELECT pool, round, closed_ts FROM tubes WHERE code = ?{s.lock}", (e.tube,))
+    tube = _locked(s, w, _TUBE, e.tube, R.TUBE_NOT_OPEN, R.TUBE_CLOSED)
     if tube is None:
-        w.reject(R.TUBE_NOT_OPEN)
         return
-    pool, rnd, closed = tube
-    if closed is not None:
-        w.reject(R.TUBE_CLOSED)
-        return
-    override = 1 if e.override is not None else 0
-    if not override:
-        taken = s.one(
-            "SELECT tube FROM tube_members WHERE round = ? AND sid = ? AND override = 0",
-            (rnd, w.sid),
-        )
-        if taken is not None:
-            w.reject(R.ALREADY_SAMPLED)
-            return
+    pool, rnd, _ = tube
     used = {r[0] for r in s.all("SELECT slot FROM tube_members WHERE tube = ?", (e.tube,))}
     slot = next((i for i in range(1, pool + 1) if i not in used), None)
     if slot is None:
         w.reject(R.POOL_FULL)
         return
+    override = 1 if e.override is not None else 0
+    # Once per round: the partial unique index on (round, sid) decides, not a prior check.
+    # The tube's row lock keeps the slot ours, so a conflict can only be that index.
     n = s.run(
         "INSERT INTO tube_members (tube, slot, pool, sid, round, override, event_id, unit, ts) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (e.tube, slot, pool, w.sid, rnd, override, w.id, e.unit, w.hub_ts),
     )
     if n == 0:
-        # Lost a race the row lock should have prevented: the constraint still decided.
         w.reject(R.ALREADY_SAMPLED)
         return
     if override:
@@ -494,43 +579,33 @@ def _tube_add(s: Store, w: Work) -> None:
 
 def _tube_close(s: Store, w: Work) -> None:
     e = w.event
-    tube = s.one(f"SELECT closed_ts FROM tubes WHERE code = ?{s.lock}", (e.tube,))
-    if tube is None:
-        w.reject(R.TUBE_NOT_OPEN)
-        return
-    if tube[0] is not None:
-        w.reject(R.TUBE_CLOSED)
+    if _locked(s, w, _TUBE, e.tube, R.TUBE_NOT_OPEN, R.TUBE_CLOSED) is None:
         return
     count = s.one("SELECT COUNT(*) FROM tube_members WHERE tube = ?", (e.tube,))[0]
-    s.run(
-        "UPDATE tubes SET closed_ts = ?, closed_count = ? WHERE code = ?", (w.hub_ts, count, e.tube)
+    _close_counted(
+        s,
+        w,
+        "UPDATE tubes SET closed_ts = ?, closed_count = ? WHERE code = ?",
+        count,
+        e.tube,
+        e.count,
     )
-    if count != e.count:
-        w.reject(R.COUNT_MISMATCH)
-        w.flags.append(f"known:{count}")
 
 
 def _box_open(s: Store, w: Work) -> None:
-    if not w.ok:
-        return
     e = w.event
-    n = s.run(
-        "INSERT INTO boxes (code, event_id, unit, opened_ts) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT DO NOTHING",
+    _open_once(
+        s,
+        w,
+        "INSERT INTO boxes (code, event_id, unit, opened_ts) VALUES (?, ?, ?, ?)",
         (e.box, w.id, e.unit, w.hub_ts),
+        R.BOX_ALREADY_OPENED,
     )
-    if n == 0:
-        w.reject(R.BOX_ALREADY_OPENED)
 
 
 def _box_add(s: Store, w: Work) -> None:
     e = w.event
-    box = s.one(f"SELECT sealed_ts FROM boxes WHERE code = ?{s.lock}", (e.box,))
-    if box is None:
-        w.reject(R.BOX_NOT_OPEN)
-        return
-    if box[0] is not None:
-        w.reject(R.BOX_SEALED)
+    if _locked(s, w, _BOX, e.box, R.BOX_NOT_OPEN, R.BOX_SEALED) is None:
         return
     tube = s.one("SELECT closed_ts FROM tubes WHERE code = ?", (e.tube,))
     if tube is None:
@@ -539,36 +614,33 @@ def _box_add(s: Store, w: Work) -> None:
     if tube[0] is None:
         w.reject(R.TUBE_NOT_CLOSED)
         return
-    n = s.run(
-        "INSERT INTO box_tubes (tube, box, event_id, ts) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT DO NOTHING",
+    _open_once(
+        s,
+        w,
+        "INSERT INTO box_tubes (tube, box, event_id, ts) VALUES (?, ?, ?, ?)",
         (e.tube, e.box, w.id, w.hub_ts),
+        R.TUBE_IN_BOX,
     )
-    if n == 0:
-        w.reject(R.TUBE_IN_BOX)
 
 
 def _box_seal(s: Store, w: Work) -> None:
     e = w.event
-    box = s.one(f"SELECT sealed_ts FROM boxes WHERE code = ?{s.lock}", (e.box,))
-    if box is None:
-        w.reject(R.BOX_NOT_OPEN)
-        return
-    if box[0] is not None:
-        w.reject(R.BOX_SEALED)
+    if _locked(s, w, _BOX, e.box, R.BOX_NOT_OPEN, R.BOX_SEALED) is None:
         return
     count = s.one("SELECT COUNT(*) FROM box_tubes WHERE box = ?", (e.box,))[0]
-    s.run(
-        "UPDATE boxes SET sealed_ts = ?, sealed_tubes = ? WHERE code = ?", (w.hub_ts, count, e.box)
+    _close_counted(
+        s,
+        w,
+        "UPDATE boxes SET sealed_ts = ?, sealed_tubes = ? WHERE code = ?",
+        count,
+        e.box,
+        e.tubes,
     )
-    if count != e.tubes:
-        w.reject(R.COUNT_MISMATCH)
-        w.flags.append(f"known:{count}")
 
 
 def _handover(s: Store, w: Work) -> None:
     e = w.event
-    box = s.one("SELECT sealed_ts FROM boxes WHERE code = ?", (e.box,))
+    box = s.one(_BOX, (e.box,))
     if box is None:
         w.reject(R.BOX_NOT_OPEN)
         return
@@ -635,6 +707,27 @@ def _undo(s: Store, w: Work) -> None:
         w.reject(R.CANNOT_UNDO)
 
 
+def _box_check(s: Store, w: Work) -> None:
+    """A transfer point asks what the hub knows of a box: answered in the result's flags."""
+    e = w.event
+    box = s.one("SELECT sealed_ts FROM boxes WHERE code = ?", (e.box,))
+    if box is None:
+        w.reject(R.BOX_NOT_OPEN)
+        return
+    rows = s.all("SELECT tube FROM box_tubes WHERE box = ? ORDER BY tube", (e.box,))
+    tubes = [r[0] for r in rows]
+    samples = s.one(
+        "SELECT COUNT(*) FROM tube_members m JOIN box_tubes b ON m.tube = b.tube WHERE b.box = ?",
+        (e.box,),
+    )[0]
+    if box[0] is None:
+        w.reject(R.BOX_NOT_SEALED)
+    else:
+        w.flags.append("sealed")
+    w.flags.append(f"known:{len(tubes)}/{samples}")
+    w.flags.extend(f"tube:{t}" for t in tubes[:500])
+
+
 RULES = {
     "tube_open": _tube_open,
     "tube_add": _tube_add,
@@ -644,4 +737,5 @@ RULES = {
     "box_seal": _box_seal,
     "handover": _handover,
     "undo": _undo,
+    "box_check": _box_check,
 }

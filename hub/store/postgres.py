@@ -18,7 +18,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from checkpost.hub.store.base import Store
-from checkpost.hub.store.migrations import MIGRATIONS
 from psycopg import errors as pgerr
 
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -115,24 +114,18 @@ class PostgresStore(Store):
         )
         return {(r[0], r[1]): (r[2], r[3], r[4]) for r in cur.fetchall()}
 
-    def migrate(self) -> int:
-        with self.conn.transaction():
-            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-            self.conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
-                "applied_at DOUBLE PRECISION)"
-            )
-            done = {r[0] for r in self.conn.execute("SELECT version FROM schema_migrations")}
-            for version, statements in MIGRATIONS:
-                if version in done:
-                    continue
-                for stmt in statements:
-                    self.conn.execute(stmt)
-                self.conn.execute(
-                    "INSERT INTO schema_migrations VALUES (%s, extract(epoch from now()))",
-                    (version,),
-                )
-        return max(v for v, _ in MIGRATIONS)
+    def begin_migration(self) -> None:
+        self.conn.execute("BEGIN")
+        self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+
+    def update_results(self, rows: list[tuple[Any, ...]]) -> None:
+        cols = [list(c) for c in zip(*rows, strict=True)]
+        self.conn.execute(
+            "UPDATE events e SET ok = u.ok, verdict = u.verdict, result = u.result "
+            "FROM unnest(%s::int[], %s::text[], %s::text[], %s::text[]) "
+            "AS u(ok, verdict, result, id) WHERE e.id = u.id",
+            cols,
+        )
 
     def drop_schema(self) -> None:
         """Remove this store's schema (tests clean up after themselves)."""

@@ -166,6 +166,7 @@ def test_checkpoint_random_inputs(ctx: Any, issuer: Any, data: st.DataObject) ->
     inputs = data.draw(st.lists(_checkpoint_inputs(issuer), max_size=40))
     now = T0
     open_vehicle: str | None = None
+    steps_done: set[tuple[str, str]] = set()
     for inp in inputs:
         now += data.draw(st.sampled_from([0.5, 3, 8]))
         before = wf.vehicle
@@ -176,8 +177,13 @@ def test_checkpoint_random_inputs(ctx: Any, issuer: Any, data: st.DataObject) ->
             tag = e.__struct_config__.tag
             if tag == "vehicle_open":
                 open_vehicle = e.id
+                assert e.direction in ("in", "out")
             if tag == "scan":
                 assert e.vehicle == open_vehicle
+            if tag == "vehicle_step":  # one tap each, for the open vehicle, at the tap's time
+                assert e.vehicle == open_vehicle and e.ts == now
+                assert (e.vehicle, e.step) not in steps_done
+                steps_done.add((e.vehicle, e.step))
         if any(o.device == "relay" for o in step.outputs):
             assert isinstance(inp, Tap) and inp.action == "release" and occupants_ok
             assert wf.vehicle is None

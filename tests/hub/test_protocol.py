@@ -175,7 +175,7 @@ def test_every_event_kind_is_registered():
     assert set(EVENT_TYPES) == {
         *("scan", "temp", "vehicle_open", "vehicle_close", "vehicle_turn_back"),
         *("tube_open", "tube_add", "tube_close", "box_open", "box_add", "box_seal"),
-        *("handover", "undo", "override"),
+        *("handover", "undo", "override", "vehicle_step", "box_check"),
     }
 
 

@@ -62,3 +62,89 @@ def test_config_errors_name_file_line_and_key(tmp_path: Path):
     # The core loader reports the first problem of each top-level section.
     assert "hub.toml" in text and "line 3" in text and "hub.workers" in text and "(got 0)" in text
     assert isinstance(HubConfig(), HubConfig)
+
+
+def _policy_bundle(tmp: Path, key: object, hours: int) -> str:
+    """A signed bundle of the default parameters with the checkpoint test age changed,
+    written to tmp/policy.json (atomically, as `checkpost policy build` does)."""
+    import json
+
+    import msgspec
+
+    from checkpost.policy import Policy, load_policy
+    from checkpost.policy.bundle import sign_policy
+
+    base = load_policy()
+    cp = msgspec.structs.replace(base.params.checkpoint, test_max_age_hours=float(hours))
+    policy = Policy(msgspec.structs.replace(base.params, checkpoint=cp), base.rule_docs)
+    tmp_file = tmp / "policy.json.tmp"
+    tmp_file.write_text(json.dumps(sign_policy(policy, key)))
+    tmp_file.replace(tmp / "policy.json")
+    return policy.version
+
+
+def test_sighup_republishes_the_policy_file_at_once(broker, tmp_path):
+    """With a poll interval of an hour, only SIGHUP (sent to the supervisor, forwarded to
+    the API process) makes the hub read the changed policy file; nobody dies of it."""
+    import datetime as dt
+    import json
+    import os
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    pub = tmp_path / "policy-signer.pub.pem"
+    pub.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    v48 = _policy_bundle(tmp_path, key, 48)
+    conf = tmp_path / "hub.toml"
+    conf.write_text(
+        f'[hub]\ntopic_root = "sighup-{os.getpid()}/v1"\ndocuments_poll_s = 3600\n'
+        f'[policy]\nfile = "{tmp_path / "policy.json"}"\nsigner_keys = ["{pub}"]\n'
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "checkpost", "hub", "run", "--config", str(conf),
+            "--broker", broker.url, "--data-dir", str(tmp_path / "data"),
+            "--http", f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    api = f"http://127.0.0.1:{port}/api/v1/documents"
+
+    def published() -> str | None:
+        try:
+            doc = httpx.get(api, timeout=1).json()["policy"]["published"]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return None
+        return doc["version"] if doc else None
+
+    def wait(pred, what: str) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if pred():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    try:
+        wait(lambda: published() == v48, "the 48 h bundle published at start")
+        issued = json.loads((tmp_path / "policy.json").read_text())["policy"]["issued_at"]
+        t48 = dt.datetime.fromisoformat(issued.replace("Z", "+00:00")).timestamp()
+        wait(lambda: time.time() >= t48 + 1, "the next second")
+        v72 = _policy_bundle(tmp_path, key, 72)
+        assert published() == v48  # an hour to the next look: nothing happens by itself
+        proc.send_signal(signal.SIGHUP)
+        wait(lambda: published() == v72, "the 72 h bundle published after SIGHUP")
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out.decode()
+    assert b"SIGHUP" in out, out.decode()

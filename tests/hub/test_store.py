@@ -303,3 +303,55 @@ def test_stats_and_lookups(store, prep, issuer):
     s = store.stats()
     assert s["verdicts"]["FAIL"] >= 1 and s["verdicts"]["PASS"] >= 1
     assert store.tube("000") is None
+
+
+def test_sampling_redelivered_in_one_batch_is_stored_once(store, prep, issuer):
+    u = Unit("t-dup")
+    t = tube_code()
+    opened = u(TubeOpen, tube=t, pool=5, round="r")
+    add = u(TubeAdd, tube=t, code=issuer.sr1(id_number=str(uuid.uuid4())))
+    w = commit(store, prep, opened, add, add)  # the same event twice in one batch
+    assert [(x.ok, x.dup) for x in w] == [(True, False), (True, False), (True, True)]
+    assert store.count_events([opened.id, add.id]) == 2
+    info = store.tube(t)
+    assert info is not None and len(info["members"]) == 1
+
+
+def test_migrate_is_shared_and_idempotent(store):
+    from checkpost.hub.store.migrations import MIGRATIONS
+
+    version = max(v for v, _ in MIGRATIONS)
+    assert store.migrate() == version  # again: nothing to apply
+    done = sorted(r[0] for r in store.all("SELECT version FROM schema_migrations"))
+    assert done == [v for v, _ in MIGRATIONS]
+
+
+def test_sr1_cache_re_decides_expiry_and_follows_the_trust_store(issuer):
+    from checkpost.hub.prepare import Preparer
+
+    prep = Preparer(Verifier(issuer.trust_store()), load_policy(None))
+    now = time.time()
+    code = issuer.sr1(id_number=str(uuid.uuid4()), iat=now - 10, lifetime=100)
+    u = Unit("t-cache")
+    first = prep(u(TubeAdd, tube=tube_code(), code=code), "", now)
+    second = prep(u(TubeAdd, tube=tube_code(), code=code), "", now + 1)
+    assert first.pre_ok and second.pre_ok and second.sid == first.sid
+    assert prep.sr1_hits == 1
+    # past its expiry (+ the verifier's skew) the cached outcome no longer holds
+    late = prep(u(TubeAdd, tube=tube_code(), code=code), "", now + 100 + 61)
+    assert not late.pre_ok and [r.code for r in late.pre_reasons] == ["expired"]
+    assert prep.sr1_hits == 1
+    # a forged code is never remembered
+    forged = code[:-5] + ("AAAAA" if not code.endswith("AAAAA") else "BBBBB")
+    for _ in range(2):
+        assert not prep(u(TubeAdd, tube=tube_code(), code=forged), "", now).pre_ok
+    assert prep.sr1_hits == 1
+    # a new trust store empties the cache, and so does a revocation added in place
+    prep.verifier = Verifier(issuer.trust_store())
+    assert prep(u(TubeAdd, tube=tube_code(), code=code), "", now).pre_ok
+    assert prep.sr1_hits == 1
+    from checkpost.codes.trust import hashed_id
+
+    prep.verifier.trust.revoked_ids.add(hashed_id(first.sid))
+    revoked = prep(u(TubeAdd, tube=tube_code(), code=code), "", now)
+    assert not revoked.pre_ok and [r.code for r in revoked.pre_reasons] == ["revoked"]
