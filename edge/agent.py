@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from checkpost.edge.config import EdgeConfig
-from checkpost.edge.documents import AlreadyApplied, DocumentError, Documents
 from checkpost.edge.outbox import Outbox, OutboxError
 from checkpost.edge.reasons import local_reason
 from checkpost.edge.workflows import (
@@ -44,6 +43,7 @@ from checkpost.edge.workflows import (
     make_workflow,
 )
 
+from checkpost.documents import AlreadyApplied, DocumentError, Documents
 from checkpost.protocol import Result
 from checkpost.runtime import Context
 

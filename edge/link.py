@@ -20,7 +20,7 @@ sender thread of ours. What this module promises and why:
 - Subscriptions are made in the connect callback, so a reconnect restores them.
 - A malformed message is logged with its topic and dropped; processing goes on.
 - Signed documents (``hub/policy``, ``hub/trust``, up to ``MAX_DOCUMENT``) go to the agent
-  as they are; ``checkpost.edge.documents`` checks and applies them.
+  as they are; ``checkpost.documents`` checks and applies them.
 - Every command gets a CommandAck (``ok`` false with a reason for an unknown one); a
   command the agent runs on its worker thread (reload) is acknowledged when it is done.
 """

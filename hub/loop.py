@@ -101,6 +101,7 @@ class Worker:
             [] if os.environ.get("CHECKPOST_HUB_TRACE") else None
         )
         self._tprep: dict[str, float] = {}
+        self._t_staged = 0.0
         if self._trace is not None:
             import gc
 
@@ -225,7 +226,7 @@ class Worker:
                     ta = time.perf_counter()
                     tp = self._tprep
                     self._trace.extend(
-                        (w.id, t0, tp.pop(w.id, 0.0), tc0, tc1, ta, len(batch))
+                        (w.id, t0, tp.pop(w.id, 0.0), tc0, tc1, ta, len(batch), self._t_staged)
                         for w, _tok, _u, t0 in batch
                     )
 
@@ -261,6 +262,7 @@ class Worker:
             return store.commit(works, self.policy_version)
         t0 = time.perf_counter()
         store.stage(works, self.policy_version)
+        self._t_staged = time.perf_counter()
         try:
             await loop.run_in_executor(self._pool, store.commit_tx)
         except BaseException:

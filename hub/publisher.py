@@ -6,7 +6,7 @@ Who does what:
   one :class:`DocumentPublisher` reads the configured trust list (`[trust] file`, or a test
   issuer's list with `--issuer-dir`) and signed policy bundle (`[policy] file` ending in
   `.json`), checks each with the configured signer keys and the very acceptance rules of the
-  units (:class:`checkpost.edge.documents.Documents`: signature, a newer version), and
+  units (:class:`checkpost.documents.Documents`: signature, a newer version), and
   publishes **the file's exact bytes**, retained, QoS 1, on `<root>/hub/trust` and
   `<root>/hub/policy`. It looks again on start, every `[hub] documents_poll_s` seconds (the
   file's mtime, size and inode) and on SIGHUP. A document that does not verify, or is older
@@ -22,7 +22,7 @@ Who does what:
   (`worker.ctx`, `worker.prepare`, `worker.policy_version`). The hot path is untouched: it
   reads `self.prepare` as before. A restarted worker builds its context from the files and
   gets the retained documents on subscribe, so it converges on what the units hold.
-- **Units** apply the same bytes (`checkpost.edge.documents`).
+- **Units** apply the same bytes (`checkpost.documents`).
 
 The single source of truth is the retained message; the files are its input.
 """
@@ -100,7 +100,7 @@ def document_paths(cfg: Any, base: Path | None = None) -> dict[str, Path | None]
 
 
 def _documents(cfg: Any, ctx: Any) -> Any:
-    from checkpost.edge.documents import Documents
+    from checkpost.documents import Documents
 
     trust_keys, policy_keys = signer_keys(cfg)
     return Documents(
@@ -182,7 +182,7 @@ class DocumentPublisher:
         return changed
 
     def _refresh_one(self, kind: str, force: bool) -> bool:
-        from checkpost.edge.documents import AlreadyApplied, DocumentError
+        from checkpost.documents import AlreadyApplied, DocumentError
 
         path = self.paths[kind]
         if path is None:
@@ -224,13 +224,13 @@ class DocumentPublisher:
         except DocumentError as exc:
             self._refuse(kind, str(path), exc.reason, str(exc))
             return False
-        from checkpost.edge.documents import _epoch
+        from checkpost.documents import epoch_of
 
         body = json.loads(payload)[body_key]
         issued_at = str(body.get("issued_at", ""))
         state = self.docs.trust if kind == "trust" else self.docs.policy
         if state.issued_at is None:
-            state.issued_at = _epoch(issued_at)
+            state.issued_at = epoch_of(issued_at)
         self.refused.pop(kind, None)
         self.current[kind] = Published(
             kind,
@@ -317,9 +317,9 @@ class DocumentPublisher:
                 "refused": None if r is None else r.view(),
             }
             if p is not None and p.issued_at:
-                from checkpost.edge.documents import _epoch
+                from checkpost.documents import epoch_of
 
-                t = _epoch(p.issued_at)
+                t = epoch_of(p.issued_at)
                 entry["age_h"] = None if t is None else round((now - t) / 3600.0, 2)
             out[kind] = entry
         return out
@@ -386,8 +386,9 @@ class _Follower:
 
     def check(self, kind: str, payload: bytes) -> Any:
         """On the documents thread: the units' rules; a new Preparer when accepted."""
-        from checkpost.edge.documents import AlreadyApplied, DocumentError
         from checkpost.hub.prepare import Preparer
+
+        from checkpost.documents import AlreadyApplied, DocumentError
 
         try:
             if not self.docs.apply(kind, payload, persist=False):

@@ -8,8 +8,9 @@ deployments, or two protocol generations, can share one broker without crosstalk
     <root>/units/<unit>/commands    hub -> unit   QoS 1   Command (request id)
     <root>/units/<unit>/acks        unit -> hub   QoS 1   CommandAck (same request id)
     <root>/hub/status               hub           QoS 1, retained; last will "offline"
-    <root>/hub/policy               hub           QoS 1, retained: current policy version
-    <root>/hub/trust                hub           QoS 1, retained: current trust-list version
+    <root>/hub/policy               hub           QoS 1, retained: the signed policy bundle
+    <root>/hub/trust                hub           QoS 1, retained: the signed trust list
+    <root>/hub/sealed               hub           QoS 1, retained: the signed sealed-building list
     <root>/hub/alerts               hub           QoS 1   Alert (e.g. a unit spoofing another)
 
 Hub workers subscribe to events through the shared subscription
@@ -95,6 +96,10 @@ class Topics:
     @property
     def hub_trust(self) -> str:
         return f"{self.root}/hub/trust"
+
+    @property
+    def hub_sealed(self) -> str:
+        return f"{self.root}/hub/sealed"
 
     @property
     def hub_alerts(self) -> str:

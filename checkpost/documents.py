@@ -1,5 +1,8 @@
 """Trust-list and policy updates arriving over MQTT: checked, then applied atomically.
 
+One home for both sides: the units and the hub's loop workers accept and refuse exactly the
+same documents, so the rules live in the core rather than in `edge/` or `hub/`.
+
 A document is accepted only when its signature verifies under the unit's configured signer
 keys and it is newer than what the unit holds (trust lists: a higher ``version``; policy
 bundles: a later ``issued_at`` and a different content hash). Acceptance builds a complete
@@ -14,9 +17,6 @@ a bare announcement (PolicyAnnounce, TrustAnnounce) instead, which is recorded
 (``announced``) and shown as "update pending" when it names a version the unit does not
 hold. The document the unit already holds (it is retained, so it arrives again on every
 reconnect) is a quiet no-op (:class:`AlreadyApplied`), not a refusal.
-
-The hub's loop workers use this same class (``checkpost.hub.publisher.follow_documents``),
-so a unit and the hub accept and refuse exactly the same documents.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from checkpost.codes import CodePatterns, Verifier
 from checkpost.codes.trust import TrustListError, TrustStore, store_from_body, verify_trust_document
 from checkpost.runtime import Context
 
-log = logging.getLogger("checkpost.edge.documents")
+log = logging.getLogger("checkpost.documents")
 
 
 class DocumentError(ValueError):
@@ -60,7 +60,7 @@ class DocState:
     last_error: str = ""
 
 
-def _epoch(text: str) -> float | None:
+def epoch_of(text: str) -> float | None:
     if not text:
         return None
     try:
@@ -100,11 +100,11 @@ class Documents:
             self.context = ctx
             now = time.time()
             self.trust = DocState(
-                str(ctx.trust.version), _epoch(ctx.trust.issued_at), now, self.trust.announced
+                str(ctx.trust.version), epoch_of(ctx.trust.issued_at), now, self.trust.announced
             )
             self.policy = DocState(
                 ctx.policy.version,
-                _epoch(getattr(ctx.policy, "issued_at", "")),
+                epoch_of(getattr(ctx.policy, "issued_at", "")),
                 now,
                 self.policy.announced,
             )
@@ -199,7 +199,7 @@ class Documents:
                 self._persist(self.trust_cache, payload)
             self.context = Context(verifier, old.policy, store)  # one reference swap
             self.trust = DocState(
-                str(store.version), _epoch(store.issued_at), now, self.trust.announced
+                str(store.version), epoch_of(store.issued_at), now, self.trust.announced
             )
         log.info("trust list version %s applied (%d keys)", store.version, len(store))
         return True
@@ -212,7 +212,7 @@ class Documents:
             policy = verify_policy_document(doc, self.policy_keys)
         except (PolicyError, ValueError) as exc:
             raise self._refuse("policy", str(exc), _reason(str(exc))) from None
-        issued = _epoch(policy.issued_at)
+        issued = epoch_of(policy.issued_at)
         with self._lock:
             old = self.context
             if policy.version == old.policy.version:
