@@ -1,4 +1,4 @@
-"""`checkpost hub run|command`: argument parsing only; the heavy imports happen when it runs."""
+"""`checkpost hub run|command|sealed`: argument parsing; heavy imports happen when it runs."""
 
 from __future__ import annotations
 
@@ -34,6 +34,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmd.add_argument("--timeout", type=float, default=10.0, metavar="S", help="default 10 s")
     cmd.add_argument("--json", action="store_true", help="print the acknowledgement as JSON")
     cmd.set_defaults(func=_command)
+    sealed = hub_sub.add_parser(
+        "sealed",
+        help="build a signed sealed-building list for the hub to push to the gates",
+        description="Sign a sealed-building list (one pseudonymous id per line: the HP1/SR1 "
+        "sid or the DCC certificate id) with the trust-list signing key. Point the hub's "
+        "[hub] sealed_file at the output: the hub publishes it retained on hub/sealed within "
+        "documents_poll_s seconds (or at once on SIGHUP), and every gate applies it. A list "
+        "with no ids lifts every seal.",
+    )
+    sealed.add_argument("--ids", required=True, help="file of ids, one per line ('-' = stdin)")
+    sealed.add_argument("--version", type=int, required=True, help="must grow with each list")
+    sealed.add_argument("--scope", default="", help="what the list covers, e.g. 'compound 12'")
+    sealed.add_argument("--sign", required=True, help="trust-list signing private key (PEM)")
+    sealed.add_argument("--out", required=True, help="where to write the signed document")
+    sealed.set_defaults(func=_sealed)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -86,3 +101,38 @@ def _command(args: argparse.Namespace) -> int:
     else:
         print(f"{args.unit}: {cmd} refused: {ack.error} (req {req})")
     return 0 if ack is not None and ack.ok else 1
+
+
+def _sealed(args: argparse.Namespace) -> int:
+    import os
+    import sys
+    import time
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from checkpost.protocol.lists import MAX_SIDS, sealed_document
+
+    def fail(msg: str) -> int:
+        print(f"checkpost hub sealed: {msg}", file=sys.stderr)
+        return 2
+
+    if args.version < 0:
+        return fail("--version must be a non-negative integer")
+    try:
+        text = sys.stdin.read() if args.ids == "-" else Path(args.ids).read_text("utf-8")
+        key = load_pem_private_key(Path(args.sign).read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        return fail(str(exc))
+    ids = sorted({line.strip() for line in text.splitlines() if line.strip()})
+    if len(ids) > MAX_SIDS:
+        return fail(f"{len(ids)} ids > {MAX_SIDS}")
+    payload = sealed_document(
+        ids, version=args.version, issued_at=time.time(), signer=key, scope=args.scope[:64]
+    )
+    out = Path(args.out)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(payload)
+    os.replace(tmp, out)  # the hub polls the file: it must never see half of it
+    print(f"sealed list version {args.version}: {len(ids)} ids, written to {out}")
+    return 0

@@ -52,6 +52,9 @@ class HubSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # The API process looks at the trust-list and policy files this often (and on SIGHUP)
     # and publishes a changed, verified document retained on hub/trust, hub/policy.
     documents_poll_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 3.0
+    # A signed sealed-building list (`checkpost hub sealed`) the API process publishes,
+    # retained on hub/sealed, and again whenever the file changes; "" = none.
+    sealed_file: str = ""
     # Test issuer folder whose keys to trust (demos, benchmarks); never in production.
     issuer_dir: str | None = None
 

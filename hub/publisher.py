@@ -59,7 +59,8 @@ APPLIED = Counter(
     "checkpost_hub_documents_applied", "Documents a loop worker switched to", ["kind"]
 )
 
-KINDS = ("trust", "policy")
+KINDS = ("trust", "policy", "sealed")
+_NAMES = {"trust": "trust list", "policy": "policy bundle", "sealed": "sealed-building list"}
 _MISSING = (-1, -1, -1)
 
 
@@ -96,7 +97,8 @@ def document_paths(cfg: Any, base: Path | None = None) -> dict[str, Path | None]
     policy = None
     if cfg.policy.file and str(cfg.policy.file).endswith(".json"):
         policy = _rel(cfg.policy.file, base)
-    return {"trust": trust, "policy": policy}
+    sealed = _rel(cfg.hub.sealed_file, base) if cfg.hub.sealed_file else None
+    return {"trust": trust, "policy": policy, "sealed": sealed}
 
 
 def _documents(cfg: Any, ctx: Any) -> Any:
@@ -165,6 +167,7 @@ class DocumentPublisher:
         self.current: dict[str, Published] = {}
         self.refused: dict[str, Refusal] = {}
         self._announced: dict[str, Published] = {}
+        self._trust_keys = signer_keys(cfg, base)[0]
 
     # -- reading and checking ---------------------------------------------------------------
 
@@ -186,7 +189,7 @@ class DocumentPublisher:
 
         path = self.paths[kind]
         if path is None:
-            if kind in self.current:
+            if kind in self.current or kind == "sealed":  # no list configured: none pushed
                 return False
             self.current[kind] = self._announcement(kind)
             return True
@@ -209,6 +212,8 @@ class DocumentPublisher:
         except OSError as exc:
             self._refuse(kind, str(path), "unreadable", f"cannot read: {exc.strerror}")
             return False
+        if kind == "sealed":
+            return self._refresh_sealed(path, payload)
         body_key = "trust_list" if kind == "trust" else "policy"
         if f'"{body_key}"'.encode() not in payload:
             self._refuse(kind, str(path), "malformed", f"not a signed document ('{body_key}')")
@@ -251,6 +256,49 @@ class DocumentPublisher:
         )
         return True
 
+    def _refresh_sealed(self, path: Path, payload: bytes) -> bool:
+        """The gates' rules: signed with a trust-list signer key, and a newer version."""
+        from checkpost.protocol.lists import verify_sealed
+        from checkpost.signed import SignatureError
+
+        try:
+            sealed = verify_sealed(payload, self._trust_keys)
+        except SignatureError as exc:
+            self._refuse("sealed", str(path), "signature", str(exc))
+            return False
+        held = self.current.get("sealed")
+        if held is not None:
+            if payload == held.payload:
+                return False
+            if sealed.version <= int(held.version):
+                self._refuse(
+                    "sealed",
+                    str(path),
+                    "not_newer",
+                    f"version {sealed.version} is not newer than {held.version}",
+                )
+                return False
+        self.refused.pop("sealed", None)
+        issued = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sealed.issued_at))
+        self.current["sealed"] = Published(
+            "sealed",
+            payload,
+            str(sealed.version),
+            issued_at=issued,
+            source=str(path),
+            signed=True,
+            sha256=hashlib.sha256(payload).hexdigest(),
+        )
+        log.warning(
+            "sealed-building list version %s (%d ids, %s) from %s will be published on %s",
+            sealed.version,
+            len(sealed.sids),
+            sealed.scope or "no scope",
+            path,
+            self.topic("sealed"),
+        )
+        return True
+
     def _announcement(self, kind: str) -> Published:
         """A bare version announcement where there is no signed document to push."""
         ctx = self.docs.context
@@ -275,7 +323,7 @@ class DocumentPublisher:
         held = self.current.get(kind)
         log.error(
             "NOT publishing the %s from %s (%s): %s; units keep %s",
-            "trust list" if kind == "trust" else "policy bundle",
+            _NAMES[kind],
             source,
             reason,
             error,
@@ -285,7 +333,11 @@ class DocumentPublisher:
     # -- publishing -------------------------------------------------------------------------
 
     def topic(self, kind: str) -> str:
-        return self.topics.hub_trust if kind == "trust" else self.topics.hub_policy
+        return {
+            "trust": self.topics.hub_trust,
+            "policy": self.topics.hub_policy,
+            "sealed": self.topics.hub_sealed,
+        }[kind]
 
     def version(self, kind: str) -> str:
         p = self.current.get(kind)
@@ -343,7 +395,7 @@ async def run_publisher(
         force = wake.is_set()
         wake.clear()
         if force:
-            log.warning("SIGHUP: reading the trust list and policy files again")
+            log.warning("SIGHUP: reading the trust list, policy and sealed-list files again")
         changed = await asyncio.to_thread(publisher.refresh, force)
         if changed and link.connected.is_set():
             publisher.publish(link, changed)

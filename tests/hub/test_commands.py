@@ -132,3 +132,63 @@ def test_sender_matches_acks_by_request_and_unit() -> None:
             await sender.send("Bad Unit", "reload")
 
     asyncio.run(main())
+
+
+def test_sealed_list_built_by_the_cli_is_published_and_only_newer_ones(
+    tmp_path: Path, issuer: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from checkpost.cli import main
+    from checkpost.protocol.lists import verify_sealed
+    from cryptography.hazmat.primitives import serialization
+
+    key_pem = tmp_path / "trust-signer.key.pem"
+    key_pem.write_bytes(
+        issuer.trust_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    ids, out = tmp_path / "ids.txt", tmp_path / "sealed.json"
+    ids.write_text("sid-a\n\nsid-b\nsid-a\n")
+
+    def build(version: int) -> int:
+        argv = ["hub", "sealed", "--ids", str(ids), "--version", str(version)]
+        return main([*argv, "--scope", "compound 12", "--sign", str(key_pem), "--out", str(out)])
+
+    assert build(3) == 0
+    assert "version 3: 2 ids" in capsys.readouterr().out
+    cfg = HubConfig(
+        hub=HubSection(topic_root="pub-test/v1", data_dir=str(tmp_path), sealed_file=str(out)),
+        trust=TrustSettings(signer_keys=[str(issuer.trust_signer_path)], accept_demo=True),
+        policy=PolicySettings(),
+    )
+    pub = DocumentPublisher(cfg)
+    assert "sealed" in pub.refresh(force=True)
+    link = FakeLink()
+    pub.publish(link, ["sealed"])
+    (topic, payload, qos, retain) = link.sent[-1]
+    assert topic == "pub-test/v1/hub/sealed" and qos == 1 and retain
+    assert payload == out.read_bytes()  # the file's exact bytes
+    sealed = verify_sealed(payload, [issuer.trust_key.public_key()])
+    assert sealed.sids == {"sid-a", "sid-b"} and sealed.scope == "compound 12"
+    assert pub.view()["sealed"]["published"]["version"] == "3"
+    # an older list is refused and the current one stays
+    assert build(2) == 0
+    assert pub.refresh() == [] and pub.refused["sealed"].reason == "not_newer"
+    assert pub.version("sealed") == "3"
+    # a list signed by another key is refused
+    other = ec.generate_private_key(ec.SECP256R1())
+    key_pem.write_bytes(
+        other.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    assert build(9) == 0
+    assert pub.refresh() == [] and pub.refused["sealed"].reason == "signature"
+    # a bad key file is a usage error, nothing written
+    key_pem.write_text("not a key")
+    assert build(10) == 2
+    assert "checkpost hub sealed:" in capsys.readouterr().err
