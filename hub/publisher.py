@@ -22,6 +22,10 @@ Who does what:
   (`worker.ctx`, `worker.prepare`, `worker.policy_version`). The hot path is untouched: it
   reads `self.prepare` as before. A restarted worker builds its context from the files and
   gets the retained documents on subscribe, so it converges on what the units hold.
+- **The sealed-building list** (`[hub] sealed_file`, built by `checkpost hub sealed`) is
+  published the same way on `<root>/hub/sealed`, checked with the gates' rules
+  (`checkpost.protocol.lists.verify_sealed` under the trust-list signer keys, a higher
+  version); loop workers do not need it.
 - **Units** apply the same bytes (`checkpost.documents`).
 
 The single source of truth is the retained message; the files are its input.

@@ -30,10 +30,6 @@ class SqliteStore(Store):
         self.conn = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=30
         )
-        import os
-
-        if os.environ.get("CHECKPOST_PAGE"):
-            self.conn.execute("PRAGMA page_size=" + os.environ["CHECKPOST_PAGE"])
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.execute("PRAGMA busy_timeout=30000")
