@@ -91,6 +91,19 @@ def _cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+def _pids_named(name: str) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as f:
+                    if f.read().strip() == name:
+                        out.append(int(entry))
+            except OSError:
+                pass
+    return out
+
+
 def _machine_busy_seconds() -> float:
     """CPU seconds the whole machine has spent busy (all cores; Linux /proc/stat)."""
     try:
@@ -116,8 +129,12 @@ def _cpu_window(pids: dict[str, int], start_at: float, seconds: float, out: dict
         dt = time.perf_counter() - t0
         ours = 0.0
         for k, p in pids.items():
-            out[k] = round((_cpu_seconds(p) - before[k]) / dt, 2)
-            ours += out[k]
+            share = (_cpu_seconds(p) - before[k]) / dt
+            ours += share
+            if k.startswith("postgres") and k != "postgres":  # one figure for the server
+                out["postgres"] = round(out.get("postgres", 0.0) + share, 2)
+            else:
+                out[k] = round(share, 2)
         machine = (_machine_busy_seconds() - busy0) / dt
         # everything else on the machine (other people's jobs, the kernel's own threads)
         out["others"] = round(max(0.0, machine - ours), 2)
@@ -466,6 +483,8 @@ def _run_phase(
     # 2-core machine this says whether a latency tail is the hub's or the machine's.
     cpu: dict[str, float] = {}
     pids = dict(pids or {})
+    if args.store == "postgres":  # the server's backends are part of the system under test
+        pids.update({f"postgres{p}": p for p in _pids_named("postgres")})
     pids.update({f"sim{i}": p.pid for i, p in enumerate(procs)})
     sampler = _cpu_window(pids, start_at + args.duration * 0.2, args.duration * 0.6, cpu)
     results = []

@@ -3,9 +3,12 @@
 Stages, cheapest first, stopping at the first that reads something (measured costs on one
 core of the 2-vCPU dev machine; a Pi 4 core is ~3-5x slower):
 
-1. **Tracked regions** (``track=True``): where a code was read or seen in the last three
-   frames, zxing-cpp on a full-resolution crop (0.3-1.5 ms). A phone held up is read again
-   from a small crop; a code that failed last frame gets a full-resolution look first.
+1. **Tracked regions** (``track=True``): where a code was read in the last three frames,
+   zxing-cpp on a full-resolution crop (0.3-1.5 ms): a phone held up is read again from a
+   small crop. Where a code was only *seen*, nothing is spent here: the locator finds it
+   again, and its fallback ladder *resumes* at the step where the last frame's budget
+   ran out, so a code held in view gets every fallback within a few frames instead of
+   the first few fallbacks on every frame (``_ladder``, ``_resume``).
 2. **zxing-cpp at half size, QR Model 2 only** (~0.5 ms), with ``return_errors`` so that a
    QR whose finder patterns were found but whose data failed still says *where* it is.
    ``BarcodeFormat.QRCode`` is a family in zxing-cpp 3 (Micro QR, rMQR): the station asks
@@ -14,15 +17,24 @@ core of the 2-vCPU dev machine; a Pi 4 core is ~3-5x slower):
 3. **Locator** (~1 ms): the gradient structure tensor of every other pixel, in 8x8-pixel
    cells. Codes are dense, high-contrast texture; bars have one gradient direction
    (coherence near 1), QR modules two. The strongest blobs become candidates, each with
-   the bars' direction when it has one.
-4. **Cheap looks at each candidate**: a full-resolution crop for QR; for bars, the box is
-   fitted to the bar edges at full resolution, turned upright, upscaled to >= 2 px per
-   module and decoded as a strip (this is what reads tubes held at any angle).
-5. **Fallbacks, only on candidates, only within the budget**: for QR an upscaled crop
-   (small modules), the darkest colour channel (tinted health codes), sharpened
-   (defocus), smoothed (low-light noise), a global binarizer (glare), pyzbar, inverted;
-   for bars a profile averaged along the bars and sharpened, upper/middle/lower bands
-   (a finger across the code, the flat middle of a tube), pyzbar, OpenCV's barcode
+   the bars' direction when it has one. Those blobs merge a phone's QR with its text and
+   a label's bars with the clutter they touch, so two finer cuts come first: **QR blobs**
+   (textured cells >= 3 cells thick whose gradients, pooled over 3x3 cells, have no one
+   direction: the QR's own outline) and **bar blobs** (textured cells whose pooled
+   gradients share one direction: the bars alone, with their box).
+4. **Cheap looks at each candidate**: a QR blob's crop and its upscaled, sharpened crop
+   (a blob of a phone's QR size gets its whole ladder here, before anything else); for
+   bars, the box is fitted to the bar edges at full resolution, turned upright, upscaled
+   to >= 2 px per module and decoded as a strip (this is what reads tubes held at any
+   angle), and for a bar blob also the profile averaged along the bars; a crop for the
+   other blobs.
+5. **Fallbacks, only on candidates, only within the budget**: for QR the crop upscaled
+   and sharpened (small modules, soft focus: zxing samples one pixel per module, which
+   at 2 px per module is as often the neighbour's), the darkest colour channel (tinted
+   health codes), sharpened (defocus), upscaled and smoothed (low-light noise), pyzbar,
+   a global binarizer (glare), pyzbar inverted (zxing tries inverted codes itself); for
+   bars a profile averaged along the bars and sharpened, upper/middle/lower bands (a
+   finger across the code, the flat middle of a tube), pyzbar, OpenCV's barcode
    *detector* as a second opinion on the box (never its decoder, which cannot read
    Code 128 and invents EAN strings).
 
@@ -97,6 +109,7 @@ class _Region:
     read: bool = False  # tracked because it was read (not merely seen)
     bar_blob: bool = False  # cut out of a blob by its bars' direction (see _bar_blobs)
     resume: int = 0  # fallback ladder step where the last frame's budget ran out
+    done: bool = False  # its whole ladder already ran this frame
 
 
 @dataclass
@@ -167,6 +180,7 @@ class StationDecoder:
         self.max_aspect = 3.0
         self.max_strip_area = 300_000  # px: see read()
         self.coherence_bar_blob = 0.65  # pooled over 3x3 cells: above, bars (_bar_blobs)
+        self.sure_qr_px = 96  # a QR blob this size is read before the other candidates
         self.coherence_qr = 0.5  # pooled over 3x3 cells: below, a QR blob (see _qr_blobs)
         self._bd = cv2.barcode.BarcodeDetector() if station == "sampling" else None
         self._zbar: Callable[..., Any] | None = None
@@ -246,10 +260,18 @@ class StationDecoder:
             # A QR blob is the code's own outline (square, two gradient directions, no
             # text or stripes): its crop and its most productive fallback (upscaled and
             # sharpened) come before the looks at the looser candidates.
+            # A blob of at least a phone's QR size (>= 96 px a side: HP1/HC1 codes have
+            # >= 57 modules of >= 2 px; clutter that passes for a QR blob is smaller)
+            # gets its whole ladder here; a smaller one (a tube's QR, or clutter) only the
+            # two steps, so that the bars of a tube are not kept waiting.
             for reg in blobs:
                 if found or _now() > deadline:
                     break
-                self._read_region(gray, color, reg, found, deadline, cheap=False, upto=2)
+                sure = min(reg.x1 - reg.x0, reg.y1 - reg.y0) >= self.sure_qr_px
+                self._read_region(
+                    gray, color, reg, found, deadline, cheap=False, upto=None if sure else 2
+                )
+                reg.done = sure
             for second in (False, True):
                 for reg in others:
                     if found or _now() > deadline:
@@ -264,7 +286,7 @@ class StationDecoder:
             for reg in candidates:
                 if _now() > deadline:
                     break
-                if not (reg.codelike or reg.kind == "1d-box"):
+                if reg.done or not (reg.codelike or reg.kind == "1d-box"):
                     continue
                 self._read_region(
                     gray, color, reg, found, deadline, cheap=False, skip=2 if reg.qr_blob else 0
@@ -608,12 +630,12 @@ class StationDecoder:
                 )
             )
         steps.append(("sharpen", zx(lambda: _sharpen(cv2, crop), 1.0, "sharpen")))
-        if area < 250_000:  # zbar costs ~10 ns per pixel: only on small crops
-            steps.append(("zbar", lambda: self._zbar_read(crop, found, "zbar", off)))
         if short < 480:
             # low light: sensor noise breaks the binarizer's local thresholds; smoothing
             # the upscaled crop averages it out while keeping the modules
             steps.append(("up-smooth", zx(lambda: up(crop, "smooth"), 1.0 / k, "up-smooth")))
+        if area < 250_000:  # zbar costs ~10-30 ns per pixel: only on small crops
+            steps.append(("zbar", lambda: self._zbar_read(crop, found, "zbar", off)))
         steps.append(
             ("global-bin", zx(crop, 1.0, "global-bin", self._zx.Binarizer.GlobalHistogram))
         )

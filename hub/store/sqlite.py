@@ -20,6 +20,7 @@ from checkpost.hub.store.base import Store
 class SqliteStore(Store):
     dialect = "sqlite"
     lock = ""
+    cache_kib = 65536
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = str(path)
@@ -34,6 +35,10 @@ class SqliteStore(Store):
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.execute("PRAGMA busy_timeout=30000")
         self.conn.execute("PRAGMA foreign_keys=OFF")
+        # The rules look up index pages all over the tables (tube, box, person of the
+        # round); with SQLite's default 2 MB page cache most of those became system calls
+        # once the file outgrew it. 64 MB keeps the working set in the process.
+        self.conn.execute(f"PRAGMA cache_size=-{self.cache_kib}")
         self.readonly = readonly
         self.retryable = (sqlite3.OperationalError,)
         self._checkpointer: threading.Thread | None = None
