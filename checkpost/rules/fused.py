@@ -5,7 +5,8 @@ checkpoint bundle evaluated that way took ~14 µs per scan — more than the who
 around the signature check. Here every rule of a list becomes one Python *expression*, all
 of them inside one function that returns the rules that did not pass:
 
-- each distinct `var` path the rules read is looked up once, at the top, into a local;
+- each distinct `var` path the rules read is looked up once, inline at the top, into a
+  local (shared prefixes walked once);
 - the hot operations (`===`, `!`, `if`, `and`, `in` on a literal array, integer comparisons,
   `+`) are inlined with exactly the strict semantics of `certlogic` (its own helpers are
   called where an inline form would not be exact);
@@ -49,6 +50,43 @@ _TRUTH = "({n} is True or ({n} is not False and {n} is not None and _truth({n}))
 
 def _raise(exc: Exception) -> None:
     raise exc
+
+
+def _step(value: Any, key: str, index: int) -> Any:
+    """One fragment of a `var` path on anything but a plain dict (`certlogic` semantics: a
+    mapping gives its key, a list its index when the fragment is one, all else null)."""
+    if isinstance(value, dict):
+        return value.get(key)
+    if type(value) is list and 0 <= index < len(value):
+        return value[index]
+    return None
+
+
+def _var_lines(paths: dict[str, str]) -> list[str]:
+    """Every `var` the rules read, looked up inline at the top of the function: a shared
+    prefix ("payload" of "payload.t.0.tt" and "payload.t.0.sc") is walked once, and a plain
+    dict costs one `.get` rather than a call. Fragments are `[A-Za-z0-9_-]+` (validated),
+    embedded with `repr`."""
+    lines: list[str] = []
+    seen: dict[str, str] = {"": "d"}
+    for path, name in paths.items():
+        src = "d"
+        frags = path.split(".") if path else []
+        for i in range(len(frags)):
+            prefix = ".".join(frags[: i + 1])
+            if prefix not in seen:
+                local = name if i == len(frags) - 1 else f"_p{len(seen)}"
+                frag = frags[i]
+                index = int(frag) if frag.isdigit() else -1
+                lines.append(
+                    f"    {local} = {src}.get({frag!r}) if type({src}) is dict "
+                    f"else _step({src}, {frag!r}, {index})"
+                )
+                seen[prefix] = local
+            src = seen[prefix]
+        if src != name:
+            lines.append(f"    {name} = {src}")
+    return lines
 
 
 class _Gen:
@@ -212,10 +250,12 @@ class FusedRules:
                 "        r = _Failure(_INTERNAL + type(e).__name__ + ': ' + str(e))\n"
                 f"    if r is not True and not _truthy(r):\n        out.append(({i}, r))"
             )
-        head = [f"    {name} = F{name}(d)" for name in gen.vars.values()]
+        head = _var_lines(gen.vars)
         source = "def misses(d):\n    out = []\n" + "\n".join(head + bodies) + "\n    return out\n"
         namespace: dict[str, Any] = dict(gen.consts)
-        namespace.update(_Failure=cl.Failure, _INTERNAL=cl.INTERNAL_ERROR, _truthy=cl.is_truthy)
+        namespace.update(
+            _Failure=cl.Failure, _INTERNAL=cl.INTERNAL_ERROR, _truthy=cl.is_truthy, _step=_step
+        )
         exec(compile(source, "<fused rules>", "exec"), namespace)  # our own generated source
         self.source = source
         self.misses: Callable[[Any], list[Miss]] = namespace["misses"]
