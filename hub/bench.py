@@ -407,6 +407,11 @@ def run(args: argparse.Namespace) -> int:
             es256_baseline(min(3.0, args.baseline_seconds))
         )
         print(f"baseline ES256 verifies/s (one core): {out['baseline_es256_verifies_per_s']}")
+        trace = os.environ.get("CHECKPOST_HUB_TRACE")
+        if trace:
+            out["stages"] = stage_report(trace)
+            for tag, st in out["stages"].items():
+                print(f"stages {tag} (ms; batch in events): {json.dumps(st)}")
         if schema:
             store.drop_schema()  # type: ignore[attr-defined]
         store.close()
@@ -545,6 +550,52 @@ def _run_phase(
         "summary": summary,
         "ids": [i for r in ok for i in r["ids"]],
         "dup_answers": sum(r["dup_answers"] for r in ok),
+    }
+
+
+_STAGES = (
+    ("publish->hub", 0, 1),  # unit's publish to the worker's callback (broker, sockets, queue)
+    ("verify", 1, 2),  # decode, code pipeline, policy
+    ("wait_commit", 2, 3),  # pending while the previous batch commits
+    ("stage", 3, 4),  # the batch's SQL (split mode; 0 otherwise)
+    ("durable", 4, 5),  # COMMIT with fsync, on the store thread
+    ("answer", 5, 6),  # results published and PUBACKs written for the batch
+    ("result->unit", 6, 7),  # broker to the unit's callback
+)
+
+
+def stage_report(prefix: str) -> dict[str, Any]:
+    """Per-stage latency percentiles (ms) per phase from the trace files the workers and
+    simulators write with CHECKPOST_HUB_TRACE=prefix: where publish->result time goes."""
+    import glob
+
+    hub: dict[str, list[float]] = {}
+    for path in glob.glob(prefix + ".hub*"):
+        with open(path) as f:
+            for r in json.load(f):
+                hub[r[0]] = r[1:]
+    out: dict[str, Any] = {}
+    for path in sorted(glob.glob(prefix + ".sim-*")):
+        tag = {"cp": "checkpoint", "hr": "checkpoint_half_rate", "sa": "sampling"}.get(
+            path[len(prefix) + 5 :].split("-")[0], "other"
+        )
+        with open(path) as f:
+            for eid, sent, got in json.load(f):
+                h = hub.get(eid)
+                if h is None:
+                    continue
+                t = [sent, *h[:6], got]
+                acc = out.setdefault(tag, {"batch": [], "total": []})
+                for name, a, b in _STAGES:
+                    acc.setdefault(name, []).append(t[b] - t[a])
+                acc["total"].append(got - sent)
+                acc["batch"].append(h[6] / 1000)  # events; /1000 undoes the ms scaling below
+    return {
+        tag: {
+            name: {q: _ms(_pct(v, p)) for q, p in (("p50", 0.5), ("p99", 0.99))}
+            for name, v in acc.items()
+        }
+        for tag, acc in out.items()
     }
 
 

@@ -213,7 +213,8 @@ def run_checkpoint(
         if tally.trace is not None:
             import json
 
-            with open(f"{os.environ['CHECKPOST_HUB_TRACE']}.sim{seed}", "w") as f:
+            tag = units[0].split("-")[1]  # bench-cp-0000: the phase
+            with open(f"{os.environ['CHECKPOST_HUB_TRACE']}.sim-{tag}-{seed}", "w") as f:
                 json.dump(tally.trace, f)
         return {
             "sent": len(tally.sent),
@@ -327,7 +328,8 @@ def run_sampling(
         if tally.trace is not None:
             import json
 
-            with open(f"{os.environ['CHECKPOST_HUB_TRACE']}.sim{seed}", "w") as f:
+            tag = units[0].split("-")[1]  # bench-cp-0000: the phase
+            with open(f"{os.environ['CHECKPOST_HUB_TRACE']}.sim-{tag}-{seed}", "w") as f:
                 json.dump(tally.trace, f)
         return {
             "sent": len(tally.sent),

@@ -10,8 +10,13 @@ unacknowledged, and the broker delivers it again (to this worker's next session,
 reuses the client id and a persistent session). The store answers a redelivered event
 with its stored result, so the unit sees one answer and the store holds one row.
 
-A batch is committed on the loop thread by default (`HubSection.commit_mode` says why); a
-batch is simply everything that arrived while the previous one was being committed.
+Group commit is adaptive: a batch is everything that arrived while the previous one was
+being committed, and it starts the moment that commit returns, with no size or timer to
+wait for. At a low rate a batch is one event and its latency one commit; at a high rate
+batches grow, and the fsync is shared by more events. By default (`commit_mode` "auto" =
+"split") the loop thread stages the batch (all its SQL) and a store thread does only the
+durable COMMIT, so the loop keeps reading and verifying during the fsync; the switch
+interval is lowered so that thread gets the GIL back at once when its fsync returns.
 """
 
 from __future__ import annotations
@@ -96,25 +101,13 @@ class Worker:
         self._rejects = RateLimitedLog()
         self._units_prefix = f"{self.topics.root}/units/"
         self.stats: Tally[str] = Tally()
-        # developer aid: CHECKPOST_HUB_TRACE=/tmp/t writes per-event stage times
+        # Per-event stage times for `checkpost bench hub` (CHECKPOST_HUB_TRACE=prefix): the
+        # bench joins them with its simulators' send/receive times, same clock (monotonic).
         self._trace: list[tuple[Any, ...]] | None = (
             [] if os.environ.get("CHECKPOST_HUB_TRACE") else None
         )
         self._tprep: dict[str, float] = {}
         self._t_staged = 0.0
-        if self._trace is not None:
-            import gc
-
-            gc_t: list[float] = [0.0]
-
-            def on_gc(phase: str, info: dict[str, Any]) -> None:
-                if phase == "start":
-                    gc_t[0] = time.perf_counter()
-                else:
-                    now = time.perf_counter()
-                    self._trace.append(("gc", gc_t[0], now, info["generation"], 0, 0, 0))  # type: ignore[union-attr]
-
-            gc.callbacks.append(on_gc)
         self.metrics = metrics
         # see HubSection.commit_mode for what was measured
         self.commit_mode = cfg.hub.commit_mode
@@ -206,7 +199,7 @@ class Worker:
                 del self._pending[:max_batch]
                 self._in_commit = len(batch)
                 works = [b[0] for b in batch]
-                tc0 = time.perf_counter()
+                tc0 = self._t_staged = time.perf_counter()
                 try:
                     secs = await self._commit(loop, works)
                 except Exception:
@@ -218,17 +211,22 @@ class Worker:
                     await asyncio.sleep(1.0)
                     continue
                 self._in_commit = 0
+                tc1 = time.perf_counter()
                 if secs > 0.02:
                     log.info("slow commit: %d events in %.1f ms", len(works), secs * 1000)
-                tc1 = time.perf_counter()
                 self._answer(batch, secs, qos)
                 if self._trace is not None:
-                    ta = time.perf_counter()
-                    tp = self._tprep
-                    self._trace.extend(
-                        (w.id, t0, tp.pop(w.id, 0.0), tc0, tc1, ta, len(batch), self._t_staged)
-                        for w, _tok, _u, t0 in batch
-                    )
+                    self._trace_batch(batch, tc0, self._t_staged, tc1)
+
+    def _trace_batch(
+        self, batch: list[tuple[Work, Any, str, float]], tc0: float, ts: float, tc1: float
+    ) -> None:
+        """(id, received, verified, commit start, staged, durable, answered, batch size)."""
+        ta = time.perf_counter()
+        tp = self._tprep
+        self._trace.extend(  # type: ignore[union-attr]
+            (w.id, t0, tp.pop(w.id, t0), tc0, ts, tc1, ta, len(batch)) for w, _, _, t0 in batch
+        )
 
     async def _report(self, every: float = 5.0) -> None:
         """One INFO line per interval: rate, batches and the hub-side latency tail."""
@@ -395,8 +393,7 @@ class Worker:
         if self._trace:
             import json
 
-            path = f"{os.environ['CHECKPOST_HUB_TRACE']}.hub{self.index}"
-            with open(path, "w") as f:
+            with open(f"{os.environ['CHECKPOST_HUB_TRACE']}.hub{self.index}", "w") as f:
                 json.dump(self._trace, f)
         self._pool.submit(self._close_store).result()
         self._pool.shutdown(wait=True)

@@ -7,6 +7,7 @@ elsewhere, a pass shown elsewhere) is decided inside the store's transaction.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from checkpost.hub import reasons as R
@@ -32,6 +33,8 @@ class Preparer:
         self.pool_sizes = frozenset(policy.sampling.pool_sizes)
         self.risk_regions = tuple(policy.checkpoint.risk_regions)
         self._sr1: dict[str, tuple[Any, float, float]] = {}
+        if "CHECKPOST_HUB_SR1_CACHE" in os.environ:  # bench: size 0 measures without it
+            self.sr1_cache_size = int(os.environ["CHECKPOST_HUB_SR1_CACHE"])
         self._sr1_trust: tuple[Any, ...] = ()
         self.sr1_hits = 0
 
@@ -62,7 +65,9 @@ class Preparer:
             if trust != self._sr1_trust:
                 cache.clear()
                 self._sr1_trust = trust
-            if len(cache) >= self.sr1_cache_size:
+            if len(cache) >= self.sr1_cache_size:  # the oldest entry goes
+                if not cache:
+                    return d
                 del cache[next(iter(cache))]
             cache[text] = (d, lo, hi)
         return d

@@ -355,3 +355,9 @@ def test_sr1_cache_re_decides_expiry_and_follows_the_trust_store(issuer):
     prep.verifier.trust.revoked_ids.add(hashed_id(first.sid))
     revoked = prep(u(TubeAdd, tube=tube_code(), code=code), "", now)
     assert not revoked.pre_ok and [r.code for r in revoked.pre_reasons] == ["revoked"]
+    # size 0: no cache at all
+    off = Preparer(Verifier(issuer.trust_store()), load_policy(None))
+    off.sr1_cache_size = 0
+    for _ in range(2):
+        assert off(u(TubeAdd, tube=tube_code(), code=code), "", now).pre_ok
+    assert off.sr1_hits == 0
