@@ -61,6 +61,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--baseline-seconds", type=float, default=5.0)
     p.add_argument(
+        "--sr1-cache",
+        action="store_true",
+        help="keep the hub's cache of valid SR1 codes on. Off by default: the simulated tables "
+        "reuse 50 people each, and in a real round every person's code is verified once",
+    )
+    p.add_argument(
         "--hub-option",
         action="append",
         default=[],
@@ -278,6 +284,8 @@ def run(args: argparse.Namespace) -> int:
     from checkpost.issuer import TestIssuer
 
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    if not args.sr1_cache:  # the worker processes inherit it (hub/prepare.py)
+        os.environ.setdefault("CHECKPOST_HUB_SR1_CACHE", "0")
     tmp = tempfile.mkdtemp(prefix="checkpost-bench-hub-")
     broker = None
     workers: list[Any] = []
@@ -290,6 +298,7 @@ def run(args: argparse.Namespace) -> int:
         "stations": args.stations,
         "duration_s": args.duration,
         "cpus": os.cpu_count(),
+        "sr1_cache": int(os.environ.get("CHECKPOST_HUB_SR1_CACHE", "50000")) > 0,
         # The machine may be shared: the load before and after says how much to trust figures.
         "loadavg_before": [round(x, 2) for x in os.getloadavg()],
     }

@@ -38,13 +38,12 @@ class HubSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # receive maximum): bounds memory and the work a killed worker leaves for redelivery.
     inflight: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 1000
     # Where a batch is committed. "inline": on the loop thread, which blocks the loop for
-    # the flush but never hands the GIL to another thread. "split": statements on the
-    # loop, the durable flush (COMMIT) on a store thread. "thread": everything on a store
-    # thread. "auto" (default) = inline on SQLite, split on PostgreSQL. Measured here:
-    # SQLite at 2,000 scans/s, hub-side p99 inline 7.5-11 ms vs split 14-150 ms;
-    # PostgreSQL with two workers, split 6.8k/s vs inline 5.8k/s at full load; "thread"
-    # is far worse everywhere (the store thread must win the GIL back from the busy loop
-    # after every statement: 200-event commits took 20-90 ms).
+    # the durable flush. "split" (what "auto" picks on both stores): statements on the
+    # loop, the flush (COMMIT) on a store thread, with the interpreter's thread switch
+    # interval cut to 0.5 ms so the loop gets the GIL back at once. "thread": everything on
+    # a store thread. Measured here (`checkpost bench hub`): split beat inline under load
+    # (SQLite p99 102-202 ms vs 317-484 ms with other jobs on the machine; 5-8 ms vs
+    # ~20 ms at half rate on a quiet one); "thread" is far worse everywhere.
     commit_mode: Literal["auto", "split", "thread", "inline"] = "auto"
     # Checkpoint SQLite's WAL from a background thread (see SqliteStore.start_checkpointer).
     sqlite_checkpointer: bool = False
