@@ -82,6 +82,9 @@ class Hub:
         self, broker_url: str, data_dir: Path, issuer_dir: str | None, http_port: int | None = None
     ) -> None:
         self.broker_url = broker_url
+        # Absolute: `sqlite:///<path>` takes the path as written, and the demo's output
+        # folder is relative to where `make demo` runs.
+        data_dir = Path(data_dir).resolve()
         self.data_dir = data_dir
         self.issuer_dir = issuer_dir
         self.http_port = http_port or free_port()

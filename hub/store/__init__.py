@@ -1,6 +1,6 @@
 """Storage behind one interface: `open_store(url)` picks the engine from the URL.
 
-sqlite:///path/to/hub.db      (or a bare path)   embedded default, one worker
+sqlite:///abs/path/hub.db, sqlite://rel/hub.db or a bare path   embedded default
 postgresql://user@host/db[?schema=NAME]          several workers
 """
 
