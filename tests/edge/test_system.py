@@ -123,3 +123,14 @@ def test_system_demo_loses_nothing(tmp_path: Path) -> None:
     assert totals["verdicts"] > 0 and totals["tubes"] > 0
     assert totals["lost"] == 0 and totals["duplicated"] == 0 and totals["undelivered"] == 0
     assert line.endswith("lost 0, duplicated 0")
+
+
+def test_hub_process_store_path_is_absolute_when_given_a_relative_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make demo` writes to a relative demo-out/: `sqlite:///<path>` must not point at /."""
+    from checkpost.edge.procs import Hub
+
+    monkeypatch.chdir(tmp_path)
+    hub = Hub("mqtt://127.0.0.1:1883", Path("demo-out/system/hub"), None)
+    assert hub.db == tmp_path / "demo-out" / "system" / "hub" / "hub.db"
