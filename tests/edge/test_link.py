@@ -286,10 +286,10 @@ def test_malformed_results_are_dropped(tmp_path: Path, issuer: Any, broker: Any)
 def test_policy_bundle_update_checked_and_applied(tmp_path: Path, issuer: Any, ctx: Any) -> None:
     """A signed policy bundle (the core's format) swaps the policy atomically; the same
     version again, a forged bundle or an older one are refused with a reason."""
-    from checkpost.documents import DocumentError
     from checkpost.edge.workflows import Reading
     from cryptography.hazmat.primitives.asymmetric import ec
 
+    from checkpost.documents import DocumentError
     from checkpost.policy.bundle import sign_policy
 
     unit = make_unit(tmp_path, issuer, unit="cp-pol")

@@ -137,9 +137,10 @@ def test_sender_matches_acks_by_request_and_unit() -> None:
 def test_sealed_list_built_by_the_cli_is_published_and_only_newer_ones(
     tmp_path: Path, issuer: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from cryptography.hazmat.primitives import serialization
+
     from checkpost.cli import main
     from checkpost.protocol.lists import verify_sealed
-    from cryptography.hazmat.primitives import serialization
 
     key_pem = tmp_path / "trust-signer.key.pem"
     key_pem.write_bytes(
