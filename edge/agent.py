@@ -31,7 +31,6 @@ from typing import Any
 
 from checkpost.edge.config import EdgeConfig
 from checkpost.edge.outbox import Outbox, OutboxError
-from checkpost.edge.reasons import local_reason
 from checkpost.edge.workflows import (
     CodeRead,
     DeviceState,
@@ -45,6 +44,7 @@ from checkpost.edge.workflows import (
 
 from checkpost.documents import AlreadyApplied, DocumentError, Documents
 from checkpost.protocol import Result
+from checkpost.reasons import reason
 from checkpost.runtime import Context
 
 log = logging.getLogger("checkpost.edge.agent")
@@ -386,7 +386,7 @@ class Unit:
                     self.outbox.put(step.events, now=now)
                 except OutboxError as exc:
                     wf.restore(snap)
-                    wf.notice = Notice("error", local_reason("outbox_full"))
+                    wf.notice = Notice("error", reason("outbox_full"))
                     self.refused += 1
                     log.error("work refused: %s", exc)
                     return self.push_screen(now, alarm=str(exc))
@@ -628,7 +628,7 @@ class Unit:
         if alarm:
             state["health"]["queue"]["alarm"] = alarm
         if self.documents.trust_stale(now):
-            r = local_reason("trust_stale", hours=int(self.documents.trust_age_h(now) or 0))
+            r = reason("trust_stale", hours=int(self.documents.trust_age_h(now) or 0))
             state["stale"] = {"code": r.code, "en": r.en, "zh": r.zh}
         else:
             state["stale"] = None

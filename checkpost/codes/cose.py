@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import cbor2
+from cbor2 import CBORTag, loads
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
-    encode_dss_signature,
 )
 
 COSE_SIGN1_TAG = 18
@@ -37,6 +37,8 @@ ALG_IDS = {v: k for k, v in ALG_NAMES.items()}
 # cbor2 decodes maps nested in tags as its own immutable `frozendict`; checking concrete
 # types instead of `collections.abc.Mapping` avoids the slow ABC machinery on the hot path.
 MAP_TYPES = (dict, cbor2.frozendict)
+_ARRAY_TYPES = (list, tuple)
+_BYTES_TYPES = (bytes, bytearray)
 _SIG1_PREFIX = b"\x84\x6aSignature1"  # array(4), text(10) "Signature1"
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
@@ -79,43 +81,36 @@ class Sign1:
     payload: bytes
     signature: bytes
     tagged: bool
-
-    @property
-    def alg(self) -> int | None:
-        # The protected header wins; some issuers put it in the unprotected header, which the
-        # signature does not cover — harmless here because a trust entry's algorithm is fixed
-        # by its key's type, so a swapped header can only name the key's own algorithm.
-        alg = self.protected.get(HDR_ALG)
-        if alg is None:
-            alg = self.unprotected.get(HDR_ALG)
-        return alg if type(alg) is int else None
-
-    @property
-    def kid(self) -> bytes | None:
-        # The protected header wins; the unprotected header is a fallback the HCERT spec allows.
-        kid = self.protected.get(HDR_KID)
-        if kid is None:
-            kid = self.unprotected.get(HDR_KID)
-        return bytes(kid) if isinstance(kid, bytes | bytearray) else None
+    # The protected header wins for both; the unprotected header is a fallback the HCERT spec
+    # allows. For the algorithm that is harmless although the signature does not cover it: a
+    # trust entry's algorithm is fixed by its key's type, so a swapped header can only name
+    # the key's own algorithm. Read once at parse time (every scan asks for both).
+    alg: int | None = None
+    kid: bytes | None = None
+    # CBOR of ["Signature1", protected, h'', …: the Sig_structure up to the payload's head.
+    _tbs_head: bytes = b""
 
     def to_be_signed(self) -> bytes:
-        return sig_structure(self.protected_raw, self.payload)
+        if not self._tbs_head:
+            return sig_structure(self.protected_raw, self.payload)
+        return b"".join((self._tbs_head, _bstr_head(len(self.payload)), self.payload))
 
 
 def parse_sign1(data: bytes) -> Sign1:
     try:
-        obj = cbor2.loads(data)
+        obj = loads(data)
     except Exception as exc:  # cbor2 raises several types for malformed input
         raise CoseError(f"not CBOR: {exc}") from None
     tagged = False
-    if isinstance(obj, cbor2.CBORTag) and obj.tag == CWT_TAG:
-        obj = obj.value  # a CWT tag around the COSE message is allowed (RFC 8392 §6)
-    if isinstance(obj, cbor2.CBORTag):
-        if obj.tag != COSE_SIGN1_TAG:
-            raise CoseError(f"CBOR tag {obj.tag} is not COSE_Sign1 (18)")
-        obj, tagged = obj.value, True
+    if isinstance(obj, CBORTag):
+        if obj.tag == CWT_TAG:
+            obj = obj.value  # a CWT tag around the COSE message is allowed (RFC 8392 §6)
+        if isinstance(obj, CBORTag):
+            if obj.tag != COSE_SIGN1_TAG:
+                raise CoseError(f"CBOR tag {obj.tag} is not COSE_Sign1 (18)")
+            obj, tagged = obj.value, True
     # cbor2 decodes arrays inside tags as tuples and maps as frozendicts.
-    if not isinstance(obj, list | tuple) or len(obj) != 4:
+    if not isinstance(obj, _ARRAY_TYPES) or len(obj) != 4:
         raise CoseError("COSE_Sign1 must be an array of 4 items")
     prot_raw, unprot, payload, signature = obj
     if not isinstance(prot_raw, bytes) or not isinstance(payload, bytes):
@@ -124,19 +119,36 @@ def parse_sign1(data: bytes) -> Sign1:
         raise CoseError("signature must be a byte string")
     if not isinstance(unprot, MAP_TYPES):
         raise CoseError("unprotected header must be a map")
-    prot = _HEADERS.get(prot_raw)
-    if prot is None:
-        prot = _protected(prot_raw)
+    header = _HEADERS.get(prot_raw)
+    if header is None:
+        header = _header(prot_raw)
         if len(_HEADERS) >= _HEADERS_MAX:
             _HEADERS.clear()
-        _HEADERS[prot_raw] = prot
-    return Sign1(prot_raw, prot, unprot, payload, signature, tagged)
+        _HEADERS[prot_raw] = header
+    prot, alg, kid, tbs_head = header
+    if unprot:  # usually empty: nothing to fall back on
+        if alg is None:
+            alg = unprot.get(HDR_ALG)
+        if kid is None:
+            kid = unprot.get(HDR_KID)
+    if type(alg) is not int:
+        alg = None
+    if type(kid) is not bytes:
+        kid = bytes(kid) if isinstance(kid, _BYTES_TYPES) else None
+    return Sign1(prot_raw, prot, unprot, payload, signature, tagged, alg, kid, tbs_head)
 
 
 # Protected headers, parsed: an issuer's header ({alg, kid}) is the same bytes on every code
-# it signs, so a unit sees a handful of distinct ones. Bounded, read-only once stored.
-_HEADERS: dict[bytes, Mapping[Any, Any]] = {}
+# it signs, so a unit sees a handful of distinct ones. Bounded, read-only once stored. Each
+# holds the map, its raw alg and kid values, and the Sig_structure's head up to the payload.
+_HEADERS: dict[bytes, tuple[Mapping[Any, Any], Any, Any, bytes]] = {}
 _HEADERS_MAX = 4096
+
+
+def _header(prot_raw: bytes) -> tuple[Mapping[Any, Any], Any, Any, bytes]:
+    prot = _protected(prot_raw)
+    tbs_head = b"".join((_SIG1_PREFIX, _bstr_head(len(prot_raw)), prot_raw, b"\x40"))
+    return prot, prot.get(HDR_ALG), prot.get(HDR_KID), tbs_head
 
 
 def _protected(prot_raw: bytes) -> Mapping[Any, Any]:
@@ -149,6 +161,20 @@ def _protected(prot_raw: bytes) -> Mapping[Any, Any]:
     if not isinstance(prot, MAP_TYPES):
         raise CoseError("protected header must be a map")
     return cbor2.frozendict(prot) if isinstance(prot, dict) else prot
+
+
+def _der_signature(signature: bytes) -> bytes:
+    """COSE's raw r‖s (32 bytes each) as the DER SEQUENCE of two INTEGERs `cryptography`
+    takes: the same bytes as `encode_dss_signature(r, s)` at under half its cost (no detour
+    through Python ints). Minimal INTEGERs: leading zeros dropped, a 0 byte put back in front
+    of a high bit (or of nothing: zero is 02 01 00). Every length fits in one byte."""
+    r = signature[:32].lstrip(b"\0")
+    s = signature[32:].lstrip(b"\0")
+    if not r or r[0] >= 0x80:
+        r = b"\0" + r
+    if not s or s[0] >= 0x80:
+        s = b"\0" + s
+    return b"\x30%c\x02%c%s\x02%c%s" % (len(r) + len(s) + 4, len(r), r, len(s), s)
 
 
 def verify_signature(
@@ -165,10 +191,7 @@ def verify_signature(
                 return False
             if not key_checked and not isinstance(key, ec.EllipticCurvePublicKey):
                 return False
-            der = encode_dss_signature(
-                int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-            )
-            key.verify(der, to_be_signed, _ECDSA_SHA256)
+            key.verify(_der_signature(signature), to_be_signed, _ECDSA_SHA256)
         elif alg == ALG_EDDSA:
             if not key_checked and not isinstance(key, ed25519.Ed25519PublicKey):
                 return False

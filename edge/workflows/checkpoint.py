@@ -28,7 +28,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from checkpost.edge.reasons import local_reason
 from checkpost.edge.workflows.common import (
     CodeRead,
     DeviceState,
@@ -53,6 +52,7 @@ from checkpost.protocol import (
     VehicleTurnBack,
 )
 from checkpost.protocol.messages import VehicleStep
+from checkpost.reasons import reason
 
 PLATE = re.compile(r"^[\u4e00-\u9fa5A-Z]{1,2}[A-Z0-9·•-]{4,8}$")
 OUTCOMES = ("released", "turned_back", "referred")
@@ -324,7 +324,7 @@ class CheckpointWorkflow(Workflow):
             # No thermometer (or unplugged): decide now; the policy asks for a measurement.
             step = self._decide(decoded, now, step)
             if self.thermometer:
-                step.notice = Notice("error", local_reason("thermometer_unplugged"))
+                step.notice = Notice("error", reason("thermometer_unplugged"))
             return step
         # Show what the code says at once, and wait for the thermometer.
         verdict = decide(decoded, [], "checkpoint", now, self.policy)
@@ -417,9 +417,9 @@ class CheckpointWorkflow(Workflow):
         if inp.device != "thermometer":
             return step
         if inp.ok:
-            step.notice = Notice("info", local_reason("thermometer_back"))
+            step.notice = Notice("info", reason("thermometer_back"))
         else:
-            step.notice = Notice("error", local_reason("thermometer_unplugged"))
+            step.notice = Notice("error", reason("thermometer_unplugged"))
             # A reading the sensor sent before it went away belongs to no one we can name:
             # the next person is measured again (by hand until it is back), never bound to it.
             self.readings.clear()
@@ -428,7 +428,7 @@ class CheckpointWorkflow(Workflow):
                 # Waiting for a reading that will not come: decide without one (REMEASURE),
                 # and let staff type a hand-held reading.
                 self._decide(self._decoded, now, step)
-                step.notice = Notice("error", local_reason("thermometer_unplugged"))
+                step.notice = Notice("error", reason("thermometer_unplugged"))
         return step
 
     def _on_tick(self, now: float) -> Step:

@@ -24,11 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import msgspec
-from checkpost.edge.reasons import local_reason
 
 from checkpost.policy.engine import RANK
 from checkpost.protocol import Result, uuid7
-from checkpost.reasons import Reason
+from checkpost.reasons import Reason, reason
 
 StationKind = Literal["checkpoint", "gate", "sampling", "transfer"]
 
@@ -102,16 +101,16 @@ class Step:
     notice: Notice | None = None
 
     def error(self, code: str, **params: Any) -> Step:
-        self.notice = Notice("error", local_reason(code, **params))
+        self.notice = Notice("error", reason(code, **params))
         self.outputs.append(Output("buzzer", "error", 300))
         return self
 
     def warn(self, code: str, **params: Any) -> Step:
-        self.notice = Notice("warn", local_reason(code, **params))
+        self.notice = Notice("warn", reason(code, **params))
         return self
 
     def info(self, code: str, **params: Any) -> Step:
-        self.notice = Notice("info", local_reason(code, **params))
+        self.notice = Notice("info", reason(code, **params))
         return self
 
 
@@ -296,7 +295,7 @@ class Workflow:
             view.provisional, view.confirmed = False, True
         if not result.ok:
             why = "; ".join(r.en for r in result.reasons) or "refused"
-            step.notice = Notice("error", local_reason("hub_conflict", why=why))
+            step.notice = Notice("error", reason("hub_conflict", why=why))
             step.journal.append(("conflict", result.id, {"info": info, "reasons": result.reasons}))
             self.notice = step.notice
             self._on_conflict(result, info, now, step)
@@ -315,7 +314,7 @@ class Workflow:
         view = next((v for v in reversed(self.history) if v.event == result.id), None)
         if final != local:
             reasons = list(result.reasons) if hub != local else (view.reasons if view else [])
-            step.notice = Notice("warn", local_reason("hub_correction", verdict=final))
+            step.notice = Notice("warn", reason("hub_correction", verdict=final))
             step.journal.append(
                 (
                     "correction",

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from checkpost.edge.reasons import local_reason
 from checkpost.edge.workflows.common import (
     CodeRead,
     Output,
@@ -30,6 +29,7 @@ from checkpost.edge.workflows.common import (
 from checkpost.policy import decide
 from checkpost.protocol import Scan, Temperature
 from checkpost.protocol.lists import verify_sealed
+from checkpost.reasons import reason
 from checkpost.signed import SignatureError
 
 
@@ -146,7 +146,7 @@ class GateWorkflow(Workflow):
         if self.current_direction == "out" and sid is not None and sid in self.sealed:
             floor = "FAIL"
             level = worse(level, "FAIL")
-            reasons.insert(0, local_reason("sealed_building"))
+            reasons.insert(0, reason("sealed_building"))
             self.counts["sealed_refused"] += 1
         ev = self.event(
             Scan,

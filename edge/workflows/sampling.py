@@ -24,7 +24,6 @@ import hmac
 from dataclasses import dataclass, field
 from typing import Any
 
-from checkpost.edge.reasons import local_reason
 from checkpost.edge.workflows.common import (
     CodeRead,
     Notice,
@@ -49,6 +48,7 @@ from checkpost.protocol import (
     Undo,
 )
 from checkpost.protocol.messages import ManualPerson
+from checkpost.reasons import reason
 
 # Key of the ID-number hash of people entered by hand. Every unit and the hub of one
 # deployment must use the same key (``[sampling] manual_key``), or one person entered at two
@@ -196,7 +196,7 @@ class SamplingWorkflow(Workflow):
 
     def _fail(self, step: Step, code: str, now: float, subject: str = "", **params: Any) -> Step:
         step.error(code, **params)
-        self._view("FAIL", [local_reason(code, **params)], now, subject=subject)
+        self._view("FAIL", [reason(code, **params)], now, subject=subject)
         return step
 
     # -- codes ------------------------------------------------------------------------------
@@ -213,7 +213,7 @@ class SamplingWorkflow(Workflow):
             if not decoded.valid:
                 verdict = decide(decoded, None, "sampling", now, self.policy)
                 step.error("registration_invalid")
-                self._view("FAIL", [local_reason("registration_invalid"), *verdict.reasons], now)
+                self._view("FAIL", [reason("registration_invalid"), *verdict.reasons], now)
                 return step
             sid = subject_id(decoded) or ""
             return self._add_person(sid, masked_name(decoded), decoded.text, None, now, step)
@@ -282,7 +282,7 @@ class SamplingWorkflow(Workflow):
             step.error("person_in_round", tube=other)
             self._view(
                 "REVIEW",
-                [local_reason("person_in_round", tube=other), local_reason("override_needed")],
+                [reason("person_in_round", tube=other), reason("override_needed")],
                 now,
                 name=name,
                 subject=tube.code,
@@ -300,7 +300,7 @@ class SamplingWorkflow(Workflow):
             self._count("manual", now)
         if override is not None:
             self._count("overrides", now)
-        reasons = [local_reason("manual_entry")] if manual else []
+        reasons = [reason("manual_entry")] if manual else []
         self._view("PASS", reasons, now, event=ev.id, name=name, subject=tube.code)
         step.outputs.append(Output("buzzer", "ok", 100))
         if self.auto_close and len(tube.members) >= tube.pool:
@@ -555,14 +555,14 @@ class SamplingWorkflow(Workflow):
         step = super()._on_result(result, info, now, step)
         if result.ok and info.get("kind") == "box_seal":
             # the hub has the seal: it tells the transfer team at once; staff see that here
-            step.notice = Notice("info", local_reason("transfer_notified", box=info.get("box", "")))
+            step.notice = Notice("info", reason("transfer_notified", box=info.get("box", "")))
             self.notice = step.notice
         return step
 
     def _on_conflict(self, result: Any, info: dict[str, Any], now: float, step: Step) -> None:
         self._view(
             "FAIL",
-            list(result.reasons) or [local_reason("hub_conflict", why="refused")],
+            list(result.reasons) or [reason("hub_conflict", why="refused")],
             now,
             event=result.id,
             subject=str(info.get("tube") or info.get("box") or ""),

@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from checkpost.edge.reasons import local_reason
 from checkpost.edge.workflows.common import (
     CodeRead,
     Notice,
@@ -30,7 +29,7 @@ from checkpost.edge.workflows.common import (
 from checkpost.policy import decide
 from checkpost.protocol import Handover
 from checkpost.protocol.messages import BoxCheck
-from checkpost.reasons import Reason
+from checkpost.reasons import Reason, reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +134,7 @@ class TransferWorkflow(Workflow):
         self.current.check, self.current.checked = ev.id, "pending"
         self.expect(ev.id, kind="box_check", box=code)
         if self.manifest and code not in self.manifest:
-            self.current.findings.append(local_reason("box_expected", box=code))
+            self.current.findings.append(reason("box_expected", box=code))
             step.warn("box_expected", box=code)
         self.show(
             VerdictView(
@@ -176,23 +175,19 @@ class TransferWorkflow(Workflow):
         """Every mismatch between what arrived and what is expected, one reason each."""
         findings = list(box_findings)
         if not seal_intact:
-            findings.append(local_reason("seal_broken"))
+            findings.append(reason("seal_broken"))
         if exp is None:
             return findings
         if exp.tube_codes:
-            findings += [
-                local_reason("extra_tube", tube=t) for t in scanned if t not in exp.tube_codes
-            ]
+            findings += [reason("extra_tube", tube=t) for t in scanned if t not in exp.tube_codes]
             if scanned:
                 findings += [
-                    local_reason("missing_tube", tube=t) for t in exp.tube_codes if t not in scanned
+                    reason("missing_tube", tube=t) for t in exp.tube_codes if t not in scanned
                 ]
         if tubes != exp.tubes:
-            findings.append(local_reason("count_mismatch", what="tubes", got=tubes, want=exp.tubes))
+            findings.append(reason("count_mismatch", what="tubes", got=tubes, want=exp.tubes))
         if samples != exp.samples:
-            findings.append(
-                local_reason("count_mismatch", what="samples", got=samples, want=exp.samples)
-            )
+            findings.append(reason("count_mismatch", what="samples", got=samples, want=exp.samples))
         return findings
 
     def _tap_seal_broken(self, args: dict[str, Any], now: float) -> Step:
@@ -279,7 +274,7 @@ class TransferWorkflow(Workflow):
             step.journal.append(("missing_box", b, {"manifest": self.manifest_version}))
         self.counts["missing"] += len(missing)
         if missing:
-            reasons = [local_reason("missing_box", box=b) for b in missing[:6]]
+            reasons = [reason("missing_box", box=b) for b in missing[:6]]
             step.error(
                 "missing_box", box=", ".join(missing[:3]) + ("…" if len(missing) > 3 else "")
             )
@@ -314,21 +309,21 @@ class TransferWorkflow(Workflow):
         if not result.ok:
             codes = {r.code for r in result.reasons}
             if "box_not_sealed" in codes:
-                problem = [local_reason("box_not_sealed", box=box)]
+                problem = [reason("box_not_sealed", box=box)]
                 exp = expected_from_flags(list(result.flags))
             else:
-                problem = [local_reason("box_unknown", box=box)]
+                problem = [reason("box_unknown", box=box)]
         if exp is not None:
             self.known[box] = exp
         if cur is not None and cur.box == box and cur.check == result.id:
             cur.checked = "refused" if problem else "ok"
             cur.findings = [f for f in cur.findings if f.code != "box_expected"] + problem
             if self.manifest and box not in self.manifest and exp is None and not problem:
-                cur.findings.append(local_reason("box_expected", box=box))
+                cur.findings.append(reason("box_expected", box=box))
             found = self.compare(cur.findings, cur.tubes, len(cur.tubes), 0, True, None)
             if exp is not None:
                 extra = [t for t in cur.tubes if exp.tube_codes and t not in exp.tube_codes]
-                found += [local_reason("extra_tube", tube=t) for t in extra]
+                found += [reason("extra_tube", tube=t) for t in extra]
             if found:
                 step.notice = Notice("error", found[0])
                 step.outputs.append(Output("buzzer", "error", 300))
@@ -356,7 +351,7 @@ class TransferWorkflow(Workflow):
                     self.counts["held"] += 1
                 rec.status = "held"
                 rec.findings.extend(new)
-                step.notice = Notice("error", local_reason("box_held"))
+                step.notice = Notice("error", reason("box_held"))
                 step.outputs.append(Output("buzzer", "error", 300))
                 step.journal.append(("box_held", rec.event, {"findings": [f.code for f in new]}))
                 self.notice = step.notice

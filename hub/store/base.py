@@ -29,7 +29,7 @@ from checkpost.hub.store.migrations import MIGRATIONS
 from checkpost.policy.engine import RANK
 from checkpost.protocol import Result, encode
 from checkpost.protocol.messages import decode_result
-from checkpost.reasons import Reason
+from checkpost.reasons import Reason, reason
 
 log = logging.getLogger("checkpost.hub.store")
 
@@ -524,12 +524,14 @@ def _locked(
     return tuple(row)
 
 
-def _close_counted(s: Store, w: Work, update: str, count: int, key: str, claimed: int) -> None:
+def _close_counted(
+    s: Store, w: Work, update: str, count: int, key: str, claimed: int, what: str
+) -> None:
     """Close a tube / seal a box with the count the hub knows; a different count from the
     unit is refused (and the known one given back), the closing stands."""
     s.run(update, (w.hub_ts, count, key))
     if count != claimed:
-        w.reject(R.COUNT_MISMATCH)
+        w.reject(reason("count_mismatch", what=what, got=claimed, want=count))
         w.flags.append(f"known:{count}")
 
 
@@ -560,7 +562,7 @@ def _tube_add(s: Store, w: Work) -> None:
     used = {r[0] for r in s.all("SELECT slot FROM tube_members WHERE tube = ?", (e.tube,))}
     slot = next((i for i in range(1, pool + 1) if i not in used), None)
     if slot is None:
-        w.reject(R.POOL_FULL)
+        w.reject(reason("pool_full", count=pool, pool=pool))
         return
     override = 1 if e.override is not None else 0
     # Once per round: the partial unique index on (round, sid) decides, not a prior check.
@@ -589,6 +591,7 @@ def _tube_close(s: Store, w: Work) -> None:
         count,
         e.tube,
         e.count,
+        "samples",
     )
 
 
@@ -605,14 +608,14 @@ def _box_open(s: Store, w: Work) -> None:
 
 def _box_add(s: Store, w: Work) -> None:
     e = w.event
-    if _locked(s, w, _BOX, e.box, R.BOX_NOT_OPEN, R.BOX_SEALED) is None:
+    if _locked(s, w, _BOX, e.box, R.BOX_NOT_OPEN, reason("box_sealed", box=e.box)) is None:
         return
     tube = s.one("SELECT closed_ts FROM tubes WHERE code = ?", (e.tube,))
     if tube is None:
         w.reject(R.TUBE_NOT_OPEN)
         return
     if tube[0] is None:
-        w.reject(R.TUBE_NOT_CLOSED)
+        w.reject(reason("tube_not_closed", tube=e.tube))
         return
     _open_once(
         s,
@@ -625,7 +628,7 @@ def _box_add(s: Store, w: Work) -> None:
 
 def _box_seal(s: Store, w: Work) -> None:
     e = w.event
-    if _locked(s, w, _BOX, e.box, R.BOX_NOT_OPEN, R.BOX_SEALED) is None:
+    if _locked(s, w, _BOX, e.box, R.BOX_NOT_OPEN, reason("box_sealed", box=e.box)) is None:
         return
     count = s.one("SELECT COUNT(*) FROM box_tubes WHERE box = ?", (e.box,))[0]
     _close_counted(
@@ -635,6 +638,7 @@ def _box_seal(s: Store, w: Work) -> None:
         count,
         e.box,
         e.tubes,
+        "tubes",
     )
 
 
@@ -645,15 +649,18 @@ def _handover(s: Store, w: Work) -> None:
         w.reject(R.BOX_NOT_OPEN)
         return
     if box[0] is None:
-        w.reject(R.BOX_NOT_SEALED)
+        w.reject(reason("box_not_sealed", box=e.box))
         return
     tubes = s.one("SELECT COUNT(*) FROM box_tubes WHERE box = ?", (e.box,))[0]
     samples = s.one(
         "SELECT COUNT(*) FROM tube_members m JOIN box_tubes b ON m.tube = b.tube WHERE b.box = ?",
         (e.box,),
     )[0]
+    if tubes != e.tubes:
+        w.reject(reason("count_mismatch", what="tubes", got=e.tubes, want=tubes))
+    if samples != e.samples:
+        w.reject(reason("count_mismatch", what="samples", got=e.samples, want=samples))
     if tubes != e.tubes or samples != e.samples:
-        w.reject(R.COUNT_MISMATCH)
         w.flags.append(f"known:{tubes}/{samples}")
     if not e.seal_intact:
         w.reject(R.SEAL_BROKEN)
@@ -721,7 +728,7 @@ def _box_check(s: Store, w: Work) -> None:
         (e.box,),
     )[0]
     if box[0] is None:
-        w.reject(R.BOX_NOT_SEALED)
+        w.reject(reason("box_not_sealed", box=e.box))
     else:
         w.flags.append("sealed")
     w.flags.append(f"known:{len(tubes)}/{samples}")
