@@ -46,10 +46,8 @@ def b45decode(text: str | bytes) -> bytes:
     value = ((digits >> 16) & low) + 45 * ((digits >> 8) & low) + 2025 * (digits & low)
     if (value >> 16) & low:
         raise Base45Error("a three-character group exceeds 65535")
-    packed = value.to_bytes(width, "big")
-    out = bytearray(2 * full)
-    out[0::2] = packed[1::3]
-    out[1::2] = packed[2::3]
+    out = bytearray(value.to_bytes(width, "big"))
+    del out[0::3]  # every slot's top byte (zero, checked above): two bytes per group remain
     if rest == 2:
         last = values[-2] + values[-1] * 45
         if last > 255:

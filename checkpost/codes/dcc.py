@@ -38,7 +38,7 @@ class SchemaStore:
         return bool(self._versions)
 
     def versions(self) -> list[str]:
-        return [".".join(map(str, v)) for v in sorted(self._versions)]
+        return [_name(v) for v in sorted(self._versions)]
 
     def pick(self, ver: Any) -> tuple[int, int, int] | None:
         """The release to validate `ver` against: exact, else newest of the same major.minor,
@@ -74,7 +74,15 @@ class SchemaStore:
             return f"unknown schema version {dcc.get('ver')!r}"
         validator = self._compiled.get(version)
         if validator is None:
-            validator = self._compiled[version] = self._compile(self._versions[version])
+            try:
+                validator = self._compile(self._versions[version])
+            except Exception as exc:  # unreadable, malformed or not a valid schema
+                # A broken release folder (the EU's own 0.1.0 has a malformed file) fails
+                # the schema step of the codes that name it, with the reason; never a crash.
+                validator = _Unusable(f"schema release {_name(version)} cannot be used: {exc}")
+            self._compiled[version] = validator
+        if isinstance(validator, _Unusable):
+            return validator.problem[:200]
         try:
             if validator.is_valid(dcc):
                 return None
@@ -102,6 +110,17 @@ class SchemaStore:
         # JSON Schema 2020-12 makes `format` an annotation, not an assertion: the EU reference
         # validators accept e.g. a partial "dob" of "1963-00" under format "date".
         return jsonschema_rs.validator_for(docs[main.name], validate_formats=False, retriever=local)
+
+
+class _Unusable:
+    """A release whose schema files could not be loaded or compiled."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+
+def _name(version: tuple[int, int, int]) -> str:
+    return ".".join(map(str, version))
 
 
 def dcc_type(dcc: Any) -> str | None:

@@ -32,7 +32,7 @@ from checkpost.codes.claims import (
     CLAIM_OF_FORMAT,
     STRUCT_OF_FORMAT,
 )
-from checkpost.codes.cose import MAP_TYPES
+from checkpost.codes.cose import ALG_NAMES, MAP_TYPES, CoseError, parse_sign1, verify_signature
 from checkpost.codes.dcc import SchemaStore, certificate_ids, dcc_type
 from checkpost.codes.trust import TrustEntry, TrustStore, hashed_id
 from checkpost.reasons import Reason, reason
@@ -151,6 +151,8 @@ def _json_hook(value: Any) -> Any:
 
 _to_json = msgspec.json.Encoder(enc_hook=_json_hook).encode
 _from_json = msgspec.json.Decoder().decode
+_convert = msgspec.convert
+_decompressobj = zlib.decompressobj
 
 
 def json_safe(value: Any) -> Any:
@@ -193,25 +195,25 @@ class Verifier:
 
     def verify(self, text: str, now: float) -> Decoded:
         try:
-            return self._verify(text, now)
+            code = text.strip()
+            d = Decoded(code)
+            if not code or len(code) > MAX_TEXT:
+                d.reasons.append(reason("unreadable"))
+                return d
+            prefix = code[:3]
+            if code[3:4] == ":" and prefix in SIGNED_FORMATS:
+                d.format = prefix
+                d.steps["unprefix"] = True
+                self._signed(d, code[4:], now)
+                return d
+            return self._plain(d, code)
         except Exception as exc:  # pragma: no cover - a bug, but a scan must never crash
             d = Decoded(text=text if isinstance(text, str) else repr(text))
             d.reasons.append(reason("unreadable"))
             d.reasons.append(Reason("internal_error", f"internal error: {exc}", f"内部错误：{exc}"))
             return d
 
-    def _verify(self, text: str, now: float) -> Decoded:
-        text = text.strip()
-        d = Decoded(text=text)
-        if not text or len(text) > MAX_TEXT:
-            d.reasons.append(reason("unreadable"))
-            return d
-        head = text[:4]
-        if head[3:] == ":" and head[:3] in SIGNED_FORMATS:
-            d.format = head[:3]
-            d.steps["unprefix"] = True
-            self._signed(d, text[4:], now)
-            return d
+    def _plain(self, d: Decoded, text: str) -> Decoded:
         kind = self.patterns.kind(text)
         if kind is not None:
             d.format = kind
@@ -223,6 +225,9 @@ class Verifier:
         return d
 
     # -- signed formats -------------------------------------------------------------------
+    # One method for the whole chain: every scan runs it, and per-step method calls and `d.`
+    # round trips cost more than most steps' own Python. The signature step, HC1's schema
+    # and revocation by identifier (slow anyway, or rare) keep their own methods.
 
     def _signed(self, d: Decoded, body: str, now: float) -> None:
         try:
@@ -235,7 +240,7 @@ class Verifier:
 
         if _is_zlib_header(compressed):
             try:
-                inflater = zlib.decompressobj()
+                inflater = _decompressobj()
                 raw = inflater.decompress(compressed, MAX_INFLATED)
                 if inflater.unconsumed_tail:
                     raise zlib.error("inflated size exceeds limit")
@@ -251,136 +256,139 @@ class Verifier:
             raw = compressed
 
         try:
-            msg = cose.parse_sign1(raw)
-        except cose.CoseError:
+            msg = parse_sign1(raw)
+        except CoseError:
             d.fail("cose", reason("cose"))
             return
-        d.steps["cose"] = True
-        d.kid, d.alg = msg.kid, msg.alg
+        steps["cose"] = True
+        fmt = d.format
+        d.kid = kid = msg.kid
+        d.alg = alg = msg.alg
 
+        # CBOR claims: a map holding the format's content map (HC1: under hcert's key 1).
         try:
             claims = cbor2.loads(msg.payload)
         except Exception:
             d.fail("cbor", reason("cbor"))
             claims = None
-        content = self._content(d, claims)
-        if content is None and "cbor" not in d.steps:
-            d.fail("cbor", reason("cbor"))
-        elif content is not None:
-            d.steps["cbor"] = True
+        content = iss = None
+        if isinstance(claims, MAP_TYPES):
+            content = claims.get(CLAIM_OF_FORMAT[fmt])
+            if fmt == "HC1" and isinstance(content, MAP_TYPES):
+                content = content.get(1)
+            if not isinstance(content, MAP_TYPES):
+                content = None
+        if content is None:
+            if "cbor" not in steps:
+                d.fail("cbor", reason("cbor"))
+        else:
+            steps["cbor"] = True
             d.claims, d.content = claims, content
             iss = claims.get(CLAIM_ISS)
-            d.issuer = iss if isinstance(iss, str) else None
+            if isinstance(iss, str):
+                d.issuer = iss
 
-        self._signature(d, msg)
-        if d.claims is None:
+        signer = self._signature(d, msg, kid, alg, fmt)
+        if content is None:
             return
-        self._expiry(d, now)
-        self._schema(d)
-        self._key_usage(d)
-        self._revocation(d)
 
-    def _content(self, d: Decoded, claims: Any) -> Any:
-        if not isinstance(claims, MAP_TYPES):
-            return None
-        key = CLAIM_OF_FORMAT[d.format]
-        inner = claims.get(key)
-        if d.format == "HC1":
-            inner = inner.get(1) if isinstance(inner, MAP_TYPES) else None
-        return inner if isinstance(inner, MAP_TYPES) else None
+        # Expiry. Numbers only (a bool is an int to Python, not a time to us).
+        exp, iat = claims.get(CLAIM_EXP), claims.get(CLAIM_IAT)
+        exp = float(exp) if type(exp) is int or type(exp) is float else None
+        iat = float(iat) if type(iat) is int or type(iat) is float else None
+        d.exp, d.iat = exp, iat
+        skew = self.skew
+        if exp is None:
+            d.fail("expiry", reason("no_expiry"))
+        else:
+            if fmt == "HP1" and iat is not None:
+                exp = min(exp, iat + self.hp1_max_age)
+            if now > exp + skew:
+                d.fail("expiry", reason("expired"))
+            elif iat is not None and iat > now + skew:
+                d.fail("expiry", reason("not_yet_valid"))
+            elif signer is not None and not _key_valid_at(signer, now):
+                d.fail("expiry", reason("key_not_valid"))
+            else:
+                steps["expiry"] = True
 
-    def _signature(self, d: Decoded, msg: cose.Sign1) -> None:
-        if d.kid is None:
+        # Schema: HC1 the JSON schema of its version; HP1 and SR1 our own typed structs.
+        if fmt == "HC1":
+            self._hc1_schema(d)
+        elif not isinstance(iss, str):
+            d.fail("schema", reason("schema", detail="issuer (claim 1) missing"))
+        else:
+            try:
+                d.content = _convert(content, STRUCT_OF_FORMAT[fmt], strict=True)
+                steps["schema"] = True
+            except msgspec.ValidationError as exc:
+                d.fail("schema", reason("schema", detail=str(exc)[:120]))
+
+        # Key usage: the signer may sign this format (and, for HC1, this certificate type).
+        if signer is not None:
+            if fmt not in signer.kinds:
+                d.fail("key_usage", reason("wrong_kind", kind=fmt))
+            elif fmt == "HC1" and signer.dcc_types is not None:
+                if dcc_type(d.content) in signer.dcc_types:
+                    steps["key_usage"] = True
+                else:
+                    d.fail("key_usage", reason("key_usage"))
+            else:
+                steps["key_usage"] = True
+
+        if self.trust.revoked_ids:
+            self._revocation(d)
+        else:  # the common case: nothing to look up, no identifiers to hash
+            steps["revocation"] = True
+
+    def _signature(
+        self, d: Decoded, msg: cose.Sign1, kid: bytes | None, alg: int | None, fmt: str
+    ) -> TrustEntry | None:
+        """The signature step; returns the trust entry whose key verified it."""
+        if kid is None:
             d.fail("signature", reason("no_kid"))
-            return
-        if d.kid in self.trust.revoked_kids:
+            return None
+        trust = self.trust
+        if kid in trust.revoked_kids:
             d.fail("signature", reason("key_revoked"))
-            return
-        alg = d.alg
-        if alg not in cose.ALG_NAMES:
+            return None
+        if alg not in ALG_NAMES:
             d.fail("signature", reason("bad_algorithm", alg=alg))
-            return
-        candidates = self.trust.signers(d.kid, d.format)
+            return None
+        candidates = trust.signers(kid, fmt)
         if not candidates:
             d.fail("signature", reason("unknown_key"))
-            return
+            return None
         tbs = msg.to_be_signed()
+        signature = msg.signature
         for entry in candidates:
-            if entry.cose_alg == alg and cose.verify_signature(
-                alg, entry.public_key, tbs, msg.signature, key_checked=True
+            if entry.cose_alg == alg and verify_signature(
+                alg, entry.public_key, tbs, signature, key_checked=True
             ):
                 d.signer = entry
                 d.steps["signature"] = True
                 if d.issuer is None:
                     d.issuer = entry.issuer
-                return
+                return entry
         d.fail("signature", reason("bad_signature"))
+        return None
 
-    def _expiry(self, d: Decoded, now: float) -> None:
-        claims = d.claims or {}
-        exp, iat = claims.get(CLAIM_EXP), claims.get(CLAIM_IAT)
-        # Numbers only (a bool is an int to Python, not a time to us).
-        exp = float(exp) if type(exp) is int or type(exp) is float else None
-        iat = float(iat) if type(iat) is int or type(iat) is float else None
-        d.exp, d.iat = exp, iat
-        if exp is None:
-            d.fail("expiry", reason("no_expiry"))
+    def _hc1_schema(self, d: Decoded) -> None:
+        if self.schemas is None:
+            d.fail("schema", reason("schema", detail="no DCC schemas configured"))
             return
-        if d.format == "HP1" and iat is not None:
-            exp = min(exp, iat + self.hp1_max_age)
-        if now > exp + self.skew:
-            d.fail("expiry", reason("expired"))
-        elif iat is not None and iat > now + self.skew:
-            d.fail("expiry", reason("not_yet_valid"))
-        elif d.signer is not None and not _key_valid_at(d.signer, now):
-            d.fail("expiry", reason("key_not_valid"))
-        else:
-            d.steps["expiry"] = True
-
-    def _schema(self, d: Decoded) -> None:
-        if d.format == "HC1":
-            if self.schemas is None:
-                d.fail("schema", reason("schema", detail="no DCC schemas configured"))
-                return
-            # CBOR may carry tagged dates; the schemas describe the JSON form.
-            d.content = json_safe(d.content)
-            problem = self.schemas.validate(d.content)
-            if problem is None and dcc_type(d.content) is None:
-                problem = "must hold exactly one of vaccination, test or recovery"
-            if problem:
-                d.fail("schema", reason("schema", detail=problem))
-                return
-            d.steps["schema"] = True
-            return
-        if not isinstance((d.claims or {}).get(CLAIM_ISS), str):
-            d.fail("schema", reason("schema", detail="issuer (claim 1) missing"))
-            return
-        try:
-            d.content = msgspec.convert(d.content, STRUCT_OF_FORMAT[d.format], strict=True)
-        except msgspec.ValidationError as exc:
-            d.fail("schema", reason("schema", detail=str(exc)[:120]))
+        # CBOR may carry tagged dates; the schemas describe the JSON form.
+        d.content = json_safe(d.content)
+        problem = self.schemas.validate(d.content)
+        if problem is None and dcc_type(d.content) is None:
+            problem = "must hold exactly one of vaccination, test or recovery"
+        if problem:
+            d.fail("schema", reason("schema", detail=problem))
             return
         d.steps["schema"] = True
 
-    def _key_usage(self, d: Decoded) -> None:
-        signer = d.signer
-        if signer is None:
-            return
-        if d.format not in signer.kinds:
-            d.fail("key_usage", reason("wrong_kind", kind=d.format))
-            return
-        if d.format == "HC1" and signer.dcc_types is not None:
-            kind = dcc_type(d.content)
-            if kind not in signer.dcc_types:
-                d.fail("key_usage", reason("key_usage"))
-                return
-        d.steps["key_usage"] = True
-
     def _revocation(self, d: Decoded) -> None:
-        revoked = self.trust.revoked_ids
-        if not revoked:  # the common case: nothing to look up, no identifiers to hash
-            d.steps["revocation"] = True
-            return
+        """Revocation by identifier, when the trust list revokes any."""
         if d.format == "HC1":
             ids = certificate_ids(d.content)
         else:
@@ -388,7 +396,7 @@ class Verifier:
             if sid is None and isinstance(d.content, dict):
                 sid = d.content.get("sid")
             ids = [sid] if isinstance(sid, str) else []
-        if any(hashed_id(i) in revoked for i in ids):
+        if any(hashed_id(i) in self.trust.revoked_ids for i in ids):
             d.fail("revocation", reason("revoked"))
         else:
             d.steps["revocation"] = True

@@ -23,7 +23,7 @@ import msgspec
 
 from checkpost.codes.claims import CLAIM_OF_FORMAT
 from checkpost.codes.pipeline import Decoded
-from checkpost.policy.bundle import Policy
+from checkpost.policy.bundle import Policy, PolicyRule
 from checkpost.reasons import Reason, reason
 from checkpost.rules.certlogic import Failure, is_falsy
 
@@ -79,20 +79,17 @@ def station_for(fmt: str) -> Station:
     return "sampling" if fmt in ("SR1", "tube", "box") else "checkpoint"
 
 
-def _run(
-    acc: _Acc,
-    policy: Policy,
-    kinds: tuple[str, ...],
-    data: Any,
-    temps: Sequence[float] | None = None,
-) -> None:
-    """Evaluate the policy's rules of `kinds` on `data`; every miss adds its reason. A value
-    that is falsy fails with the rule's verdict; one that is neither truthy nor falsy, or a
-    spec error, means the rule could not be decided: FAIL (fail closed)."""
-    fused, rules = policy.combined(kinds)
-    misses = fused.misses(data)
-    if not misses:
-        return
+def _report(
+    acc: _Acc | None,
+    rules: Sequence[PolicyRule],
+    misses: Sequence[tuple[int, Any]],
+    temps: Sequence[float] | None,
+) -> _Acc:
+    """Every rule that missed adds its reason to `acc` (made here when None). A value that
+    is falsy fails with the rule's verdict; one that is neither truthy nor falsy, or a spec
+    error, means the rule could not be decided: FAIL (fail closed)."""
+    if acc is None:
+        acc = _Acc()
     temp = f"{temps[-1]:.1f}" if temps else ""
     for index, value in misses:
         pr = rules[index]
@@ -104,6 +101,15 @@ def _run(
             detail = value.message if type(value) is Failure else f"value {value!r}"
             en = f"{en} (rule {pr.rule.identifier} could not be evaluated: {detail})"
             acc.add("FAIL", Reason(pr.reason, en, zh))
+    return acc
+
+
+# The rule kinds our own formats run, without and with a thermometer reading.
+_KINDS = {
+    (fmt, measured): (fmt, "Temperature") if measured else (fmt,)
+    for fmt in ("HP1", "SR1")
+    for measured in (False, True)
+}
 
 
 def decide(
@@ -119,41 +125,54 @@ def decide(
     only); an empty sequence means the station measures but has no reading, which asks for
     a measurement.
     """
-    acc = _Acc()
-    if not decoded.valid:
+    fmt = decoded.format
+    if decoded.reasons or False in decoded.steps.values():  # not decoded.valid, inlined
+        acc = _Acc()
         for why in decoded.reasons or [reason("unreadable")]:
             acc.add("FAIL", why)
         return acc.verdict()
-    station = station or station_for(decoded.format)
-    fmt = decoded.format
+    station = station or station_for(fmt)
     if fmt not in ACCEPTS.get(station, ()):
+        acc = _Acc()
         zh_station = STATION_NAMES_ZH.get(station, station)
         why = reason("wrong_station", kind=fmt, station=station)
         acc.add("FAIL", Reason(why.code, why.en, why.zh.replace(station, zh_station, 1)))
         return acc.verdict()
     measured = temperatures is not None and (station == "checkpoint" or station == "gate")
+    acc: _Acc | None = None
     data: dict[str, Any]
     kinds: tuple[str, ...]
     if fmt == "HP1" or fmt == "SR1":
         claims = decoded.claims or {}
         external = {"now": int(now), "iat": int(decoded.iat or 0), "exp": int(decoded.exp or 0)}
         data = {"payload": claims.get(_CLAIM[fmt]), "external": external}
-        kinds = (fmt,)
-    elif fmt == "HC1":
-        found = _eu_certificate(acc, decoded, now, policy)
-        data, kinds = found or ({"external": {}}, ())
-    else:  # tube and box codes: their pattern matched, no rule reads them
-        data, kinds = {"external": {}}, ()
+        kinds = _KINDS[fmt, measured]
+    else:
+        if fmt == "HC1":
+            acc = _Acc()
+            found = _eu_certificate(acc, decoded, now, policy)
+            data, kinds = found or ({"external": {}}, ())
+        else:  # tube and box codes: their pattern matched, no rule reads them
+            data, kinds = {"external": {}}, ()
+        if measured:
+            kinds += ("Temperature",)
     if measured:
         # Rules see readings newest first, in tenths of a degree (CertLogic compares integers).
-        readings = [round(t * 10) for t in temperatures[::-1]]  # type: ignore[index]
+        if len(temperatures) == 1:  # type: ignore[arg-type]
+            readings = [round(temperatures[0] * 10)]  # type: ignore[index]
+        else:
+            readings = [round(t * 10) for t in temperatures[::-1]]  # type: ignore[index]
         external = data["external"]
         external["readings"] = readings
         external["readingCount"] = len(readings)
-        kinds += ("Temperature",)
     if kinds:
-        _run(acc, policy, kinds, data, temperatures)
-    return acc.verdict()
+        # The policy's rules of `kinds`, fused into one function; a scan that passes them
+        # all never builds an accumulator.
+        fused, rules = policy.combined(kinds)
+        misses = fused.misses(data)
+        if misses:
+            acc = _report(acc, rules, misses, temperatures)
+    return Verdict("PASS", []) if acc is None else acc.verdict()
 
 
 @functools.lru_cache(maxsize=8)

@@ -468,6 +468,41 @@ def test_hc1_without_schemas_fails_the_schema_step() -> None:
     assert decoded.steps["signature"] is True and decoded.steps["schema"] is False
 
 
+def test_a_broken_schema_release_fails_the_schema_step_with_its_reason(tmp_path: Path) -> None:
+    """A release folder with a malformed file (the EU's own 0.1.0 has one) fails the codes
+    that name it, saying why — not an internal error — and other releases still work."""
+    from checkpost.codes.dcc import SchemaStore
+
+    good = tmp_path / "1.3.0"
+    good.mkdir()
+    (good / "DCC.combined-schema.json").write_text(json.dumps({"type": "object"}))
+    broken = tmp_path / "1.2.0"
+    broken.mkdir()
+    (broken / "DCC.combined-schema.json").write_text('{"type": "object",, }')
+    key = ec.generate_private_key(ec.SECP256R1())
+    entry = TrustEntry.from_certificate(_certificate(key, None))
+    store = TrustStore()
+    store.add(entry)
+    verifier = Verifier(store, schemas=SchemaStore([tmp_path]))
+    code = _hc1(key, entry.kid, "v")
+    assert verifier.verify(code, NOW).steps["schema"] is True
+    old = mint("HC1", _claims_with_ver(code, "1.2.0"), key, entry.kid)
+    for _ in range(2):  # the failure is remembered, and said the same way each time
+        decoded = verifier.verify(old, NOW)
+        assert decoded.steps["schema"] is False
+        assert [r.code for r in decoded.reasons] == ["schema"]
+        assert "schema release 1.2.0 cannot be used" in decoded.reasons[0].en
+
+
+def _claims_with_ver(code: str, ver: str) -> dict:
+    message = cose.parse_sign1(zlib.decompress(b45decode(code[4:])))
+    claims = dict(cbor2.loads(message.payload))
+    hcert = dict(claims[CLAIM_HCERT])
+    hcert[1] = {**hcert[1], "ver": ver}
+    claims[CLAIM_HCERT] = hcert
+    return claims
+
+
 def test_tube_and_box_patterns_are_configurable() -> None:
     default = Verifier(TrustStore())
     assert default.verify("1234567890", NOW).format == "tube"
