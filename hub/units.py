@@ -12,8 +12,6 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import msgspec
-
 from checkpost.protocol import (
     ProtocolError,
     Telemetry,
@@ -21,20 +19,6 @@ from checkpost.protocol import (
     decode_telemetry,
     decode_unit_status,
 )
-
-
-class _DocTelemetry(msgspec.Struct):
-    """Fields a unit adds to its telemetry about its documents (decoders ignore unknown
-    fields, so these are read separately; absent on units that do not send them)."""
-
-    trust_age_h: float | None = None
-    trust_stale: bool = False
-    trust_error: str = ""
-    policy_age_h: float | None = None
-    policy_error: str = ""
-
-
-_doc_telemetry = msgspec.json.Decoder(_DocTelemetry)
 
 
 @dataclass(slots=True)
@@ -101,16 +85,12 @@ class Fleet:
         if t.unit != unit:
             self.bad_messages += 1
             return
-        try:
-            docs = _doc_telemetry.decode(payload)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            docs = _DocTelemetry()
         with self._lock:
             view = self._get(unit)
             view.last_seen = time.time()
-            view.trust_age_h, view.trust_stale = docs.trust_age_h, docs.trust_stale
-            view.policy_age_h = docs.policy_age_h
-            view.trust_error, view.policy_error = docs.trust_error, docs.policy_error
+            view.trust_age_h, view.trust_stale = t.trust_age_h, t.trust_stale
+            view.policy_age_h = t.policy_age_h
+            view.trust_error, view.policy_error = t.trust_error, t.policy_error
             view.queue_depth = t.queue_depth
             view.queue_oldest_s = t.queue_oldest_s
             view.cpu_temp = t.cpu_temp

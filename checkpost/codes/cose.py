@@ -57,18 +57,18 @@ def _bstr_head(n: int) -> bytes:
     return b"\x5a" + n.to_bytes(4, "big")
 
 
+def _sig_head(protected: bytes) -> bytes:
+    """CBOR of ["Signature1", protected, h'', …: the Sig_structure up to the payload."""
+    return b"".join((_SIG1_PREFIX, _bstr_head(len(protected)), protected, b"\x40"))
+
+
+def _sig_with_payload(head: bytes, payload: bytes) -> bytes:
+    return b"".join((head, _bstr_head(len(payload)), payload))
+
+
 def sig_structure(protected: bytes, payload: bytes) -> bytes:
     """CBOR of ["Signature1", protected, h'', payload]: what the signature covers."""
-    return b"".join(
-        (
-            _SIG1_PREFIX,
-            _bstr_head(len(protected)),
-            protected,
-            b"\x40",
-            _bstr_head(len(payload)),
-            payload,
-        )
-    )
+    return _sig_with_payload(_sig_head(protected), payload)
 
 
 @dataclass(slots=True)
@@ -83,15 +83,14 @@ class Sign1:
     # allows. For the algorithm that is harmless although the signature does not cover it: a
     # trust entry's algorithm is fixed by its key's type, so a swapped header can only name
     # the key's own algorithm. Read once at parse time (every scan asks for both).
-    alg: int | None = None
-    kid: bytes | None = None
-    # CBOR of ["Signature1", protected, h'', …: the Sig_structure up to the payload's head.
-    _tbs_head: bytes = b""
+    alg: int | None
+    kid: bytes | None
+    # `_sig_head(protected_raw)`, kept with the parsed header: the same for every code an
+    # issuer signs.
+    sig_head: bytes
 
     def to_be_signed(self) -> bytes:
-        if not self._tbs_head:
-            return sig_structure(self.protected_raw, self.payload)
-        return b"".join((self._tbs_head, _bstr_head(len(self.payload)), self.payload))
+        return _sig_with_payload(self.sig_head, self.payload)
 
 
 def parse_sign1(data: bytes) -> Sign1:
@@ -145,8 +144,7 @@ _HEADERS_MAX = 4096
 
 def _header(prot_raw: bytes) -> tuple[Mapping[Any, Any], Any, Any, bytes]:
     prot = _protected(prot_raw)
-    tbs_head = b"".join((_SIG1_PREFIX, _bstr_head(len(prot_raw)), prot_raw, b"\x40"))
-    return prot, prot.get(HDR_ALG), prot.get(HDR_KID), tbs_head
+    return prot, prot.get(HDR_ALG), prot.get(HDR_KID), _sig_head(prot_raw)
 
 
 def _protected(prot_raw: bytes) -> Mapping[Any, Any]:

@@ -158,10 +158,7 @@ def decide(
             kinds += ("Temperature",)
     if measured:
         # Rules see readings newest first, in tenths of a degree (CertLogic compares integers).
-        if len(temperatures) == 1:  # type: ignore[arg-type]
-            readings = [round(temperatures[0] * 10)]  # type: ignore[index]
-        else:
-            readings = [round(t * 10) for t in temperatures[::-1]]  # type: ignore[index]
+        readings = [round(t * 10) for t in temperatures[::-1]]  # type: ignore[index]
         external = data["external"]
         external["readings"] = readings
         external["readingCount"] = len(readings)

@@ -328,6 +328,12 @@ class Telemetry(msgspec.Struct, frozen=True, kw_only=True):
     camera_ok: bool | None = None
     thermometer_ok: bool | None = None
     verdict_p99_ms: float | None = None
+    # The unit's documents: age of what it applied, and why the last push was refused.
+    trust_age_h: float | None = None
+    trust_stale: bool = False
+    trust_error: str = ""
+    policy_age_h: float | None = None
+    policy_error: str = ""
 
 
 class HubStatus(msgspec.Struct, frozen=True, kw_only=True):

@@ -138,8 +138,7 @@ class _Gen:
 
     def var(self, path: str) -> str:
         if path not in self.vars:
-            name = self.vars[path] = self.fresh("v")
-            self.consts["F" + name] = cl._compile({"var": path})
+            self.vars[path] = self.fresh("v")
         return self.vars[path]
 
     def delegate(self, node: Any) -> str:
