@@ -38,6 +38,21 @@ from checkpost.runtime import Context
 log = logging.getLogger("checkpost.documents")
 
 
+def write_cache(path: Path, payload: bytes) -> None:
+    """Cache a pushed document: write, fsync, atomic replace. A full disk keeps the old
+    cache and is logged (the update itself still applies in memory)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.error("cannot cache %s: %s", path.name, exc)
+
+
 class DocumentError(ValueError):
     """A pushed document was refused; the message says why (signature, version, format).
     `reason` is a stable code for metrics: signature, not_newer, malformed, unknown."""
@@ -133,19 +148,6 @@ class Documents:
                     log.info("cached %s not applied: %s", kind, exc)
         return applied
 
-    def _persist(self, path: Path, payload: bytes) -> None:
-        """Atomic replace; a full disk keeps the old cache (the update still applies)."""
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            with open(tmp, "wb") as fh:
-                fh.write(payload)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except OSError as exc:
-            log.error("cannot cache %s: %s", path.name, exc)
-
     # -- applying ---------------------------------------------------------------------------
 
     def apply(
@@ -196,7 +198,7 @@ class Documents:
                 )
             verifier = _verifier(store, old)
             if persist:  # cached first: what is in use is always what a restart finds
-                self._persist(self.trust_cache, payload)
+                write_cache(self.trust_cache, payload)
             self.context = Context(verifier, old.policy, store)  # one reference swap
             self.trust = DocState(
                 str(store.version), epoch_of(store.issued_at), now, self.trust.announced
@@ -226,7 +228,7 @@ class Documents:
                 )
             verifier = _verifier(old.trust, old, policy)
             if persist:
-                self._persist(self.policy_cache, payload)
+                write_cache(self.policy_cache, payload)
             self.context = Context(verifier, policy, old.trust)
             self.policy = DocState(policy.version, issued, now, self.policy.announced)
         log.info("policy %s applied", policy.version)

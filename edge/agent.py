@@ -19,7 +19,6 @@ camera then drops frames, which is what it should do under overload), never an e
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -42,7 +41,7 @@ from checkpost.edge.workflows import (
     make_workflow,
 )
 
-from checkpost.documents import AlreadyApplied, DocumentError, Documents
+from checkpost.documents import AlreadyApplied, DocumentError, Documents, write_cache
 from checkpost.protocol import Result
 from checkpost.reasons import reason
 from checkpost.runtime import Context
@@ -142,8 +141,8 @@ class Unit:
         self.workflow: Workflow = make_workflow(
             self.station, self.unit_id, ctx.verifier, ctx.policy, **self._workflow_options()
         )
-        self._feeds_session: int | None = None
-        for kind in self._feed_topics().values():  # the newest list seen, until the hub's
+        self._lists = ("sealed",) if self.station == "gate" else ()
+        for kind in self._lists:  # the newest list seen, until the hub's arrives
             cached = self.data_dir / f"{kind}-list.json"
             if cached.exists():
                 self._apply_list(PushedList(kind, cached.read_bytes(), cached=True), clock())
@@ -231,8 +230,9 @@ class Unit:
                 root=self.cfg.link.root,
                 on_result=lambda r: self.submit(HubResult(r)),
                 on_command=self._on_command,
-                on_document=lambda kind, payload: self.submit(PushedDocument(kind, payload)),
-                on_change=self._on_link_change,
+                on_document=self._on_document,
+                documents=("policy", "trust", *self._lists),
+                on_change=lambda: self.submit(Tick()),
                 status_info=self.status_info,
                 window=self.cfg.link.window,
                 resend_after=self.cfg.link.resend_after_s,
@@ -253,34 +253,13 @@ class Unit:
         self._spawn(lambda: telemetry_loop(self, self._stop), "telemetry")
         return self
 
-    def _on_link_change(self) -> None:
-        self._subscribe_feeds()
-        self.submit(Tick())
-
-    # -- lists the hub pushes (retained, under <root>/hub/…) ---------------------------------
-
-    def _feed_topics(self) -> dict[str, str]:
-        from checkpost.protocol.lists import sealed_topic
-
-        if self.station == "gate":
-            return {sealed_topic(self.cfg.link.root): "sealed"}
-        return {}
-
-    def _subscribe_feeds(self) -> None:
-        """Once per MQTT session (the link's subscriptions are made again on each connect;
-        ours are too): the retained list arrives right after subscribing."""
-        link = self.link
-        if link is None or not link.connected or self._feeds_session == link.session:
-            return
-        self._feeds_session = link.session
-        for topic, kind in self._feed_topics().items():
-
-            def on_list(client: Any, userdata: Any, msg: Any, kind: str = kind) -> None:
-                if 0 < len(msg.payload) <= 16 * 1024 * 1024:
-                    self.submit(PushedList(kind, bytes(msg.payload)))
-
-            link.client.message_callback_add(topic, on_list)
-            link.client.subscribe(topic, 1)
+    def _on_document(self, kind: str, payload: bytes) -> None:
+        """On the link's thread: a retained document, to the worker thread."""
+        if kind in self._lists:
+            if payload:  # an empty retained message only clears the topic
+                self.submit(PushedList(kind, payload))
+        else:
+            self.submit(PushedDocument(kind, payload))
 
     def _apply_list(self, inp: PushedList, now: float) -> Step:
         wf = self.workflow
@@ -288,13 +267,7 @@ class Unit:
             return Step()
         step: Step = wf.on_sealed_document(inp.payload, self.documents.trust_keys, now)
         if not inp.cached and any(j[0] == "sealed_list_applied" for j in step.journal):
-            path = self.data_dir / f"{inp.kind}-list.json"
-            tmp = path.with_suffix(".tmp")
-            with open(tmp, "wb") as fh:
-                fh.write(inp.payload)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            write_cache(self.data_dir / f"{inp.kind}-list.json", inp.payload)
         return step
 
     def _spawn(self, fn: Callable[[], None], name: str) -> None:

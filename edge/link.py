@@ -19,8 +19,8 @@ sender thread of ours. What this module promises and why:
   43-88 ms in Nagle + delayed ACK (MEASURED.md).
 - Subscriptions are made in the connect callback, so a reconnect restores them.
 - A malformed message is logged with its topic and dropped; processing goes on.
-- Signed documents (``hub/policy``, ``hub/trust``, up to ``MAX_DOCUMENT``) go to the agent
-  as they are; ``checkpost.documents`` checks and applies them.
+- Signed documents (``hub/policy``, ``hub/trust``, at gates ``hub/sealed``; up to
+  ``MAX_DOCUMENT``) go to the agent as they are; the agent checks and applies them.
 - Every command gets a CommandAck (``ok`` false with a reason for an unknown one); a
   command the agent runs on its worker thread (reload) is acknowledged when it is done.
 """
@@ -128,6 +128,7 @@ class Link:
         # -> error ("" = ok), or (error, detail), or a Future of (error, detail)
         on_command: Callable[[str, dict[str, Any]], Any] = lambda c, a: f"unknown command {c}",
         on_document: Callable[[str, bytes], None] = lambda kind, payload: None,
+        documents: tuple[str, ...] = ("policy", "trust"),
         on_change: Callable[[], None] = lambda: None,
         status_info: Callable[[], dict[str, str]] = dict,
         window: int = 256,
@@ -145,6 +146,14 @@ class Link:
         self.on_result = on_result
         self.on_command = on_command
         self.on_document = on_document
+        # Retained documents the hub publishes that this unit follows: topic -> kind
+        # ("sealed" only at gates). Each goes to `on_document` as it is.
+        by_kind = {
+            "policy": self.topics.hub_policy,
+            "trust": self.topics.hub_trust,
+            "sealed": self.topics.hub_sealed,
+        }
+        self._documents = {by_kind[kind]: kind for kind in documents}
         self.on_change = on_change
         self.status_info = status_info
         self.window = window
@@ -237,11 +246,10 @@ class Link:
         self._wake.set()
 
     def refetch_documents(self) -> None:
-        """Subscribe to the document topics again: the broker sends the retained trust list
-        and policy once more (command `sync_now`); the one held already is a no-op."""
+        """Subscribe to the document topics again: the broker sends the retained documents
+        once more (command `sync_now`); the one held already is a no-op."""
         if self.connected:
-            t = self.topics
-            self.client.subscribe([(t.hub_policy, 1), (t.hub_trust, 1)])
+            self.client.subscribe([(topic, 1) for topic in self._documents])
 
     # -- status and telemetry ---------------------------------------------------------------
 
@@ -296,8 +304,7 @@ class Link:
                 (t.results(self.unit), 1),
                 (t.commands(self.unit), 1),
                 (t.hub_status, 1),
-                (t.hub_policy, 1),
-                (t.hub_trust, 1),
+                *((topic, 1) for topic in self._documents),
             ]
         )
         self.connected = True
@@ -328,7 +335,8 @@ class Link:
         topic, payload = msg.topic, msg.payload
         t = self.topics
         try:
-            limit = MAX_DOCUMENT if topic in (t.hub_policy, t.hub_trust) else MAX_PAYLOAD
+            document = self._documents.get(topic)
+            limit = MAX_PAYLOAD if document is None else MAX_DOCUMENT
             if len(payload) > limit:
                 raise ProtocolError("too_large", f"{len(payload)} bytes > {limit}")
             if topic == t.results(self.unit):
@@ -337,10 +345,8 @@ class Link:
                 self._handle_command(payload)
             elif topic == t.hub_status:
                 self._handle_hub_status(payload)
-            elif topic == t.hub_policy:
-                self.on_document("policy", payload)
-            elif topic == t.hub_trust:
-                self.on_document("trust", payload)
+            elif document is not None:
+                self.on_document(document, payload)
         except (ProtocolError, msgspec.DecodeError, msgspec.ValidationError) as exc:
             log.warning("bad message on %s dropped: %s", topic, exc)
         except Exception:  # a bug in a handler must not kill paho's thread

@@ -105,10 +105,10 @@ def document_paths(cfg: Any, base: Path | None = None) -> dict[str, Path | None]
     return {"trust": trust, "policy": policy, "sealed": sealed}
 
 
-def _documents(cfg: Any, ctx: Any) -> Any:
+def _documents(cfg: Any, ctx: Any, base: Path | None = None) -> Any:
     from checkpost.documents import Documents
 
-    trust_keys, policy_keys = signer_keys(cfg)
+    trust_keys, policy_keys = signer_keys(cfg, base)
     return Documents(
         ctx,
         cfg.data_dir(),
@@ -166,12 +166,10 @@ class DocumentPublisher:
         self.paths = document_paths(cfg, base)
         # Start from nothing (trust list version 0, the built-in policy without an issue
         # time): the first readable, verified file is accepted, later ones must be newer.
-        self.docs = _documents(cfg, build_context(CoreSettings(hc1=cfg.hc1)))
+        self.docs = _documents(cfg, build_context(CoreSettings(hc1=cfg.hc1)), base)
         self._stamps: dict[str, tuple[int, int, int] | None] = {k: None for k in KINDS}
         self.current: dict[str, Published] = {}
         self.refused: dict[str, Refusal] = {}
-        self._announced: dict[str, Published] = {}
-        self._trust_keys = signer_keys(cfg, base)[0]
 
     # -- reading and checking ---------------------------------------------------------------
 
@@ -240,25 +238,32 @@ class DocumentPublisher:
         state = self.docs.trust if kind == "trust" else self.docs.policy
         if state.issued_at is None:
             state.issued_at = epoch_of(issued_at)
+        self._accept(kind, path, payload, state.version, issued_at)
+        return True
+
+    def _accept(
+        self, kind: str, path: Path, payload: bytes, version: str, issued_at: str, more: str = ""
+    ) -> None:
+        """A verified, newer document becomes the one to retain on its topic."""
         self.refused.pop(kind, None)
         self.current[kind] = Published(
             kind,
             payload,
-            state.version,
+            version,
             issued_at=issued_at,
             source=str(path),
             signed=True,
             sha256=hashlib.sha256(payload).hexdigest(),
         )
         log.warning(  # an operator wants to see this line at the default level
-            "%s %s (issued %s) from %s will be published on %s",
-            "trust list version" if kind == "trust" else "policy bundle",
-            state.version,
-            self.current[kind].issued_at or "?",
+            "%s version %s (issued %s%s) from %s will be published on %s",
+            _NAMES[kind],
+            version,
+            issued_at or "?",
+            more,
             path,
             self.topic(kind),
         )
-        return True
 
     def _refresh_sealed(self, path: Path, payload: bytes) -> bool:
         """The gates' rules: signed with a trust-list signer key, and a newer version."""
@@ -266,7 +271,7 @@ class DocumentPublisher:
         from checkpost.signed import SignatureError
 
         try:
-            sealed = verify_sealed(payload, self._trust_keys)
+            sealed = verify_sealed(payload, self.docs.trust_keys)
         except SignatureError as exc:
             self._refuse("sealed", str(path), "signature", str(exc))
             return False
@@ -282,25 +287,9 @@ class DocumentPublisher:
                     f"version {sealed.version} is not newer than {held.version}",
                 )
                 return False
-        self.refused.pop("sealed", None)
         issued = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sealed.issued_at))
-        self.current["sealed"] = Published(
-            "sealed",
-            payload,
-            str(sealed.version),
-            issued_at=issued,
-            source=str(path),
-            signed=True,
-            sha256=hashlib.sha256(payload).hexdigest(),
-        )
-        log.warning(
-            "sealed-building list version %s (%d ids, %s) from %s will be published on %s",
-            sealed.version,
-            len(sealed.sids),
-            sealed.scope or "no scope",
-            path,
-            self.topic("sealed"),
-        )
+        more = f"; {len(sealed.sids)} ids, {sealed.scope or 'no scope'}"
+        self._accept("sealed", path, payload, str(sealed.version), issued, more)
         return True
 
     def _announcement(self, kind: str) -> Published:
