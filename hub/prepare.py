@@ -96,14 +96,14 @@ class Preparer:
 
     def _tube_add(self, w: Work, e: Any, now: float) -> None:
         w.subject = e.tube
-        if e.person is not None or e.code is None:
+        if (e.person is None) == (e.code is None):  # a code or a person, exactly one
+            w.pre_ok = False
+            w.pre_reasons = [R.MALFORMED]
+            return
+        if e.person is not None:
             # entered by hand (no registration code): matched on the hashed ID number
-            if e.person is None or e.code is not None:
-                w.pre_ok = False
-                w.pre_reasons = [R.MALFORMED]
-            else:
-                w.sid = "manual:" + e.person.id_hash[:32]
-                w.pre_flags = ["manual"]
+            w.sid = "manual:" + e.person.id_hash[:32]
+            w.pre_flags = ["manual"]
             return
         d = self.verify_sr1(e.code, now)
         if d.format != "SR1":

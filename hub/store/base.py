@@ -503,22 +503,16 @@ def _open_once(s: Store, w: Work, sql: str, params: tuple[Any, ...], taken: Reas
 
 
 def _locked(
-    s: Store,
-    w: Work,
-    sql: str,
-    key: str,
-    missing: Reason,
-    done: Reason | None = None,
-    done_if_set: bool = True,
+    s: Store, w: Work, sql: str, key: str, missing: Reason, done: Reason
 ) -> tuple[Any, ...] | None:
     """The row of a tube or box, locked for the rest of the transaction (PostgreSQL), or
     None after rejecting the event: `missing` when it does not exist, `done` when its last
-    column (closed_ts / sealed_ts) is set (or, with `done_if_set=False`, not set)."""
+    column (closed_ts / sealed_ts) is set."""
     row = s.one(sql + s.lock, (key,))
     if row is None:
         w.reject(missing)
         return None
-    if done is not None and (row[-1] is not None) == done_if_set:
+    if row[-1] is not None:
         w.reject(done)
         return None
     return tuple(row)
@@ -537,6 +531,17 @@ def _close_counted(
 
 _TUBE = "SELECT pool, round, closed_ts FROM tubes WHERE code = ?"
 _BOX = "SELECT sealed_ts FROM boxes WHERE code = ?"
+
+
+def _box_samples(s: Store, box: str) -> int:
+    """People sampled into the tubes of a box."""
+    return int(
+        s.one(
+            "SELECT COUNT(*) FROM tube_members m JOIN box_tubes b ON m.tube = b.tube "
+            "WHERE b.box = ?",
+            (box,),
+        )[0]
+    )
 
 
 def _tube_open(s: Store, w: Work) -> None:
@@ -652,10 +657,7 @@ def _handover(s: Store, w: Work) -> None:
         w.reject(reason("box_not_sealed", box=e.box))
         return
     tubes = s.one("SELECT COUNT(*) FROM box_tubes WHERE box = ?", (e.box,))[0]
-    samples = s.one(
-        "SELECT COUNT(*) FROM tube_members m JOIN box_tubes b ON m.tube = b.tube WHERE b.box = ?",
-        (e.box,),
-    )[0]
+    samples = _box_samples(s, e.box)
     if tubes != e.tubes:
         w.reject(reason("count_mismatch", what="tubes", got=e.tubes, want=tubes))
     if samples != e.samples:
@@ -717,16 +719,13 @@ def _undo(s: Store, w: Work) -> None:
 def _box_check(s: Store, w: Work) -> None:
     """A transfer point asks what the hub knows of a box: answered in the result's flags."""
     e = w.event
-    box = s.one("SELECT sealed_ts FROM boxes WHERE code = ?", (e.box,))
+    box = s.one(_BOX, (e.box,))
     if box is None:
         w.reject(R.BOX_NOT_OPEN)
         return
     rows = s.all("SELECT tube FROM box_tubes WHERE box = ? ORDER BY tube", (e.box,))
     tubes = [r[0] for r in rows]
-    samples = s.one(
-        "SELECT COUNT(*) FROM tube_members m JOIN box_tubes b ON m.tube = b.tube WHERE b.box = ?",
-        (e.box,),
-    )[0]
+    samples = _box_samples(s, e.box)
     if box[0] is None:
         w.reject(reason("box_not_sealed", box=e.box))
     else:
