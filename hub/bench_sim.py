@@ -105,6 +105,16 @@ class Tally:
         if fut is not None and not fut.done():
             fut.set_result(res)
 
+    def write_trace(self, units: list[str], seed: int) -> None:
+        """This simulator's (id, sent, answered) times, for the bench's stage report."""
+        if self.trace is None:
+            return
+        import json
+
+        tag = units[0].split("-")[1]  # bench-cp-0000: the phase
+        with open(f"{os.environ['CHECKPOST_HUB_TRACE']}.sim-{tag}-{seed}", "w") as f:
+            json.dump(self.trace, f)
+
 
 async def _connect_units(
     broker: str, units: list[str], conns: int, tally: Tally, root: str
@@ -210,12 +220,7 @@ def run_checkpoint(
         await asyncio.sleep(0.5)  # a late duplicate answer would show up here
         for link, _ in links:
             await link.disconnect()
-        if tally.trace is not None:
-            import json
-
-            tag = units[0].split("-")[1]  # bench-cp-0000: the phase
-            with open(f"{os.environ['CHECKPOST_HUB_TRACE']}.sim-{tag}-{seed}", "w") as f:
-                json.dump(tally.trace, f)
+        tally.write_trace(units, seed)
         return {
             "sent": len(tally.sent),
             "answered": len(tally.answered),
@@ -325,12 +330,7 @@ def run_sampling(
         await asyncio.sleep(0.5)
         for link, _ in links:
             await link.disconnect()
-        if tally.trace is not None:
-            import json
-
-            tag = units[0].split("-")[1]  # bench-cp-0000: the phase
-            with open(f"{os.environ['CHECKPOST_HUB_TRACE']}.sim-{tag}-{seed}", "w") as f:
-                json.dump(tally.trace, f)
+        tally.write_trace(units, seed)
         return {
             "sent": len(tally.sent),
             "answered": len(tally.answered),

@@ -53,7 +53,6 @@ class PostgresStore(Store):
         # default was relaxed.
         self.conn.execute("SET synchronous_commit TO on")
         self._sql: dict[str, str] = {}
-        self._begin = False
 
     def _conv(self, sql: str) -> str:
         out = self._sql.get(sql)
@@ -61,38 +60,20 @@ class PostgresStore(Store):
             out = self._sql[sql] = _q(sql.replace("{lock}", self.lock))
         return out
 
-    def _run(self, query: str, params: Any = ()) -> Any:
-        """Execute; the first statement of a transaction carries its BEGIN in the same
-        round trip (pipeline mode): a batch's stage costs one round trip less."""
-        if not self._begin:
-            return self.conn.execute(query, params)
-        self._begin = False
-        with self.conn.pipeline():
-            self.conn.execute("BEGIN")
-            cur = self.conn.execute(query, params)
-        return cur
-
     def execute(self, sql: str, params: Any = ()) -> Any:
-        return self._run(self._conv(sql), params)
+        return self.conn.execute(self._conv(sql), params)
 
     def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        if self._begin:
-            self._begin = False
-            self.conn.execute("BEGIN")
         with self.conn.cursor() as cur:
             cur.executemany(self._conv(sql), rows)
 
     def begin(self) -> None:
-        self._begin = True  # sent with the transaction's first statement
+        self.conn.execute("BEGIN")
 
     def commit_tx(self) -> None:
-        if self._begin:  # nothing was executed: there is no transaction to commit
-            self._begin = False
-            return
         self.conn.execute("COMMIT")
 
     def rollback(self) -> None:
-        self._begin = False
         if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             self.conn.execute("ROLLBACK")
 
@@ -101,7 +82,7 @@ class PostgresStore(Store):
 
     def insert_events(self, rows: list[tuple[Any, ...]]) -> set[str]:
         cols = list(zip(*rows, strict=True))
-        cur = self._run(
+        cur = self.conn.execute(
             "INSERT INTO events (id, unit, seq, kind, unit_ts, hub_ts, ok, verdict, sid, subject, "
             "result, body) SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[], "
             "%s::float8[], %s::float8[], %s::int[], %s::text[], %s::text[], %s::text[], "
@@ -115,7 +96,7 @@ class PostgresStore(Store):
         self, rows: list[tuple[Any, ...]]
     ) -> dict[tuple[str, int], tuple[str, str, str]]:
         cols = [list(c) for c in zip(*rows, strict=True)]
-        cur = self._run(
+        cur = self.conn.execute(
             "INSERT INTO pass_tokens (sid, iat, unit, vehicle, event_id, ts) SELECT * FROM "
             "unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::float8[]) "
             "ON CONFLICT DO NOTHING RETURNING event_id",
@@ -125,7 +106,7 @@ class PostgresStore(Store):
         missing = [r for r in rows if r[4] not in inserted]
         if not missing:
             return {}
-        cur = self._run(
+        cur = self.conn.execute(
             "SELECT p.sid, p.iat, p.unit, p.vehicle, p.event_id FROM pass_tokens p "
             "JOIN unnest(%s::text[], %s::bigint[]) AS k(sid, iat) "
             "ON p.sid = k.sid AND p.iat = k.iat",
@@ -139,7 +120,7 @@ class PostgresStore(Store):
 
     def update_results(self, rows: list[tuple[Any, ...]]) -> None:
         cols = [list(c) for c in zip(*rows, strict=True)]
-        self._run(
+        self.conn.execute(
             "UPDATE events e SET ok = u.ok, verdict = u.verdict, result = u.result "
             "FROM unnest(%s::int[], %s::text[], %s::text[], %s::text[]) "
             "AS u(ok, verdict, result, id) WHERE e.id = u.id",
