@@ -40,6 +40,13 @@ class Expected:
     source: str = "manifest"  # "manifest" (pushed ahead) or "hub" (answer to box_check)
 
 
+def _extra_tubes(scanned: list[str], exp: Expected) -> list[Reason]:
+    """Tubes on the table that the expected record does not list (when it lists tubes)."""
+    if not exp.tube_codes:
+        return []
+    return [reason("extra_tube", tube=t) for t in scanned if t not in exp.tube_codes]
+
+
 def expected_from_flags(flags: list[str]) -> Expected | None:
     """The hub's answer to a box_check: ``known:<tubes>/<samples>`` and ``tube:<code>``."""
     known = next((f[6:] for f in flags if f.startswith("known:")), None)
@@ -178,12 +185,9 @@ class TransferWorkflow(Workflow):
             findings.append(reason("seal_broken"))
         if exp is None:
             return findings
-        if exp.tube_codes:
-            findings += [reason("extra_tube", tube=t) for t in scanned if t not in exp.tube_codes]
-            if scanned:
-                findings += [
-                    reason("missing_tube", tube=t) for t in exp.tube_codes if t not in scanned
-                ]
+        findings += _extra_tubes(scanned, exp)
+        if exp.tube_codes and scanned:
+            findings += [reason("missing_tube", tube=t) for t in exp.tube_codes if t not in scanned]
         if tubes != exp.tubes:
             findings.append(reason("count_mismatch", what="tubes", got=tubes, want=exp.tubes))
         if samples != exp.samples:
@@ -320,10 +324,11 @@ class TransferWorkflow(Workflow):
             cur.findings = [f for f in cur.findings if f.code != "box_expected"] + problem
             if self.manifest and box not in self.manifest and exp is None and not problem:
                 cur.findings.append(reason("box_expected", box=box))
-            found = self.compare(cur.findings, cur.tubes, len(cur.tubes), 0, True, None)
+            # Counts are compared when the box is registered; tubes already scanned that
+            # the hub never put in this box are worth saying now.
+            found = list(cur.findings)
             if exp is not None:
-                extra = [t for t in cur.tubes if exp.tube_codes and t not in exp.tube_codes]
-                found += [reason("extra_tube", tube=t) for t in extra]
+                found += _extra_tubes(cur.tubes, exp)
             if found:
                 step.notice = Notice("error", found[0])
                 step.outputs.append(Output("buzzer", "error", 300))
