@@ -15,8 +15,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from checkpost.protocol.lists import sealed_document, sealed_topic
-from checkpost.protocol.topics import DEFAULT_ROOT
+from checkpost.protocol.lists import sealed_document
+from checkpost.protocol.topics import DEFAULT_ROOT, Topics
 
 
 def publish_sealed(
@@ -38,7 +38,7 @@ def publish_sealed(
         signer=signer,
         scope=scope,
     )
-    publish_retained(broker, sealed_topic(root), payload, timeout=timeout)
+    publish_retained(broker, Topics(root).hub_sealed, payload, timeout=timeout)
     return payload
 
 

@@ -19,16 +19,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from checkpost.protocol.topics import Topics
 from checkpost.signed import SignatureError, sign_document, verify_document
 
 SEALED_FORMAT = "checkpost-sealed-1"
 SEALED_BODY = "sealed"
 MAX_SIDS = 200_000
-
-
-def sealed_topic(root: str) -> str:
-    return Topics(root).hub_sealed
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,8 @@ from checkpost.edge.workflows import CodeRead, Reading, Tap, make_workflow
 from checkpost.hub.lists import publish_retained, publish_sealed
 
 from checkpost.protocol import Result, decode_event, encode
-from checkpost.protocol.lists import sealed_document, sealed_topic
+from checkpost.protocol.lists import sealed_document
+from checkpost.protocol.topics import Topics
 from checkpost.reasons import Reason
 
 from .conftest import T0
@@ -218,7 +219,7 @@ def test_gate_unit_applies_the_list_pushed_by_the_hub(
     finally:
         offline.stop()
         # the broker is shared by the session: leave no retained list for other gates
-        publish_retained(broker.url, sealed_topic("checkpost/v1"), b"")
+        publish_retained(broker.url, Topics("checkpost/v1").hub_sealed, b"")
 
 
 # -- transfer: every mismatch against what the hub knows -------------------------------------
