@@ -254,7 +254,8 @@ class Worker:
     async def _commit(self, loop: asyncio.AbstractEventLoop, works: list[Work]) -> float:
         store = self.store
         assert store is not None
-        if self.commit_mode == "thread":
+        if self.commit_mode == "thread" or store.at_once(works):
+            # at_once: one statement, durable when it returns; the loop reads on meanwhile
             return await loop.run_in_executor(self._pool, store.commit, works, self.policy_version)
         if self.commit_mode == "inline":
             return store.commit(works, self.policy_version)

@@ -5,14 +5,20 @@ Client choice (measured here, see `checkpost bench hub` baselines and MEASURED.m
 and our loop share one thread instead of fighting over the GIL. Units keep paho; the wire
 protocol is the same.
 
-Two things gmqtt does not give us directly, done here:
+Three things gmqtt does not give us directly, done here:
 - TCP_NODELAY on the socket (asyncio usually sets it; we set it explicitly, because
   Nagle + delayed ACK stalls request/response traffic by 40-90 ms);
 - acknowledging a QoS 1 message only after our own commit. gmqtt's public path for that
   is one asyncio task per message; instead the QoS 1 handler is replaced with a plain
   callback that receives the packet id, and `ack(token)` sends the PUBACK later. A token
   carries the connection generation: after a reconnect the broker re-sends what was not
-  acknowledged, and an old packet id must never acknowledge a new message.
+  acknowledged, and an old packet id must never acknowledge a new message;
+- a fast path for the packets of the hot loop (see `_FastWire`): incoming QoS 1 PUBLISH
+  without properties, PUBACKs of our own publishes, and the PUBLISH / PUBACK packets we
+  send are parsed and built here in a few byte operations. gmqtt spends ~25 us of pure
+  Python per event on them (packet objects, property dicts, eight debug-log calls, its
+  message store); everything else (CONNECT, SUBSCRIBE, pings, packets with properties,
+  anything unexpected) still goes through gmqtt, in arrival order.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -112,6 +120,14 @@ class Link:
         self._handler = handler
         self._acks: list[Any] = []
         self._corked: tuple[Any, list[bytes]] | None = None
+        # The live connection's protocol (what the fast path writes to), our QoS 1
+        # publishes awaiting their PUBACK (mid -> packet, sent again after a reconnect),
+        # and those waiting for a connection or for room under the broker's receive
+        # maximum (MQTT 5 flow control: at most that many unacknowledged at once).
+        self._proto: Any = None
+        self._inflight: dict[int, bytes] = {}
+        self._waiting: deque[tuple[int, bytes, bytes]] = deque()
+        self.dropped = 0  # publishes dropped: QoS 0 while disconnected, or waiting overflow
 
     # -- connection --------------------------------------------------------------------
 
@@ -129,14 +145,17 @@ class Link:
     def _on_connect(self, client: Any, flags: Any, rc: Any, properties: Any) -> None:
         self.generation += 1
         set_nodelay(client)
+        self._install_fast_path()
         for topic, qos in self._subs:
             client.subscribe(topic, qos=qos)
         self.connected.set()
+        self._resend()
         for hook in self.on_connected:
             hook()
 
     def _on_disconnect(self, client: Any, packet: Any, exc: Any = None) -> None:
         self.connected.clear()
+        self._proto = None
 
     async def disconnect(self) -> None:
         try:
@@ -182,10 +201,12 @@ class Link:
         if token is None:
             return True
         gen, mid = token
-        if gen != self.generation or not self.connected.is_set():
+        proto = self._proto
+        if gen != self.generation or proto is None or not self.connected.is_set():
             return False
         try:
-            self._handler._send_puback(mid)
+            # MQTT 5: remaining length 2 = packet id only, reason "success"
+            proto.write_data(bytes((0x40, 2, mid >> 8, mid & 0xFF)))
             return True
         except (AttributeError, OSError):  # pragma: no cover - connection closing
             return False
@@ -211,7 +232,76 @@ class Link:
                 self.uncork()
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
-        self.client.publish(topic, payload, qos=qos, retain=retain)
+        """Send at QoS 0 or 1. QoS 1 publishes wait (in order) while disconnected or while
+        the broker's receive maximum is reached, and are sent again after a reconnect until
+        acknowledged; QoS 0 while disconnected is dropped, as MQTT defines it."""
+        if qos not in (0, 1):
+            raise ValueError("Link publishes at QoS 0 or 1")
+        head = 0x30 | (qos << 1) | int(retain)
+        if qos == 0:
+            proto = self._proto
+            if proto is None or not self.connected.is_set():
+                self.dropped += 1
+                return
+            proto.write_data(_publish_packet(head, topic.encode(), -1, payload))
+            return
+        waiting = self._waiting
+        if len(waiting) >= self.max_waiting:
+            waiting.popleft()
+            self.dropped += 1
+            log.warning("%s: %d QoS 1 publishes waiting; dropped the oldest", self.client_id,
+                        len(waiting))  # fmt: skip
+        waiting.append((head, topic.encode(), payload))
+        self._send_waiting()
+
+    max_waiting = 100_000
+
+    def _send_waiting(self) -> None:
+        proto = self._proto
+        if proto is None or not self.connected.is_set():
+            return
+        ids = self._handler.id_generator  # shared with gmqtt's own packets: no mid clash
+        room = ids._max - 1 - len(ids._used_ids)
+        waiting, inflight = self._waiting, self._inflight
+        while waiting and room > 0:
+            head, topic, payload = waiting.popleft()
+            mid = ids._mid_generate()  # next_id() without its two debug-log calls
+            inflight[mid] = pkt = _publish_packet(head, topic, mid, payload)
+            proto.write_data(pkt)
+            room -= 1
+
+    def _on_puback(self, mid: int, reason: int) -> bool:
+        """A PUBACK for one of our publishes (True), or for gmqtt to handle (False)."""
+        if self._inflight.pop(mid, None) is None:
+            return False
+        self._handler.id_generator.free_id(mid)
+        if reason >= 0x80:  # refused by the broker (not authorised, quota, ...)
+            self.dropped += 1
+            log.warning("%s: broker refused a publish (reason 0x%02x)", self.client_id, reason)
+        if self._waiting:
+            self._send_waiting()
+        return True
+
+    def _resend(self) -> None:
+        """After a reconnect: what the broker never acknowledged goes again (DUP set, same
+        packet id, MQTT 5 §4.4), then what waited."""
+        proto = self._proto
+        if proto is None:
+            return
+        for pkt in self._inflight.values():
+            proto.write_data(bytes((pkt[0] | 0x08,)) + pkt[1:])
+        self._send_waiting()
+
+    def _install_fast_path(self) -> None:
+        try:
+            conn = self.client._connection
+            proto = conn._protocol
+        except AttributeError:  # pragma: no cover - gmqtt internals changed
+            log.warning("gmqtt internals changed: MQTT fast path off")
+            self._proto = None
+            return
+        self._proto = proto
+        proto._read_packet = _fast_reader(self, conn)
 
     def cork(self) -> bool:
         """Collect outgoing packets instead of writing each one; `uncork` sends them in one
@@ -235,3 +325,83 @@ class Link:
         del proto.write_data  # back to the class's method
         if buf:
             proto.write_data(b"".join(buf))
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        n, b = n >> 7, n & 0x7F
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _publish_packet(head: int, topic: bytes, mid: int, payload: bytes) -> bytes:
+    """An MQTT 5 PUBLISH without properties; `mid` < 0 for QoS 0 (no packet id)."""
+    tl = len(topic)
+    var = bytes((tl >> 8, tl & 0xFF)) + topic
+    var += bytes((mid >> 8, mid & 0xFF, 0)) if mid >= 0 else b"\x00"
+    return bytes((head,)) + _varint(len(var) + len(payload)) + var + payload
+
+
+def _fast_reader(link: Link, conn: Any) -> Callable[[bytes], int]:
+    """Replacement for gmqtt's `_read_packet` on one connection: split the read buffer
+    into packets; deliver QoS 0/1 PUBLISH without properties and PUBACKs of our own
+    publishes directly, hand every other packet to gmqtt in arrival order. Returns the
+    bytes consumed (a partial packet stays in gmqtt's buffer), -1 on a malformed length.
+    Bound to the connection's generation, so tokens never outlive their connection."""
+    from gmqtt.mqtt.package import Package
+
+    put = conn.put_package
+    dispatch = link._dispatch
+    on_puback = link._on_puback
+    gen = link.generation
+
+    def read(data: bytes) -> int:
+        conn._last_data_in = time.monotonic()  # keepalive: data arrived
+        n = len(data)
+        pos = 0
+        while n - pos >= 2:
+            i = pos + 1
+            size = shift = 0
+            while True:  # remaining length, a variable byte integer
+                if i >= n:
+                    return pos
+                b = data[i]
+                i += 1
+                size |= (b & 0x7F) << shift
+                if b < 0x80:
+                    break
+                shift += 7
+                if shift > 21:
+                    return -1
+            end = i + size
+            if end > n:
+                break
+            cmd = data[pos]
+            pos = end
+            if cmd & 0xF4 == 0x30 and size >= 3:  # PUBLISH at QoS 0 or 1
+                t = i + 2 + (data[i] << 8 | data[i + 1])
+                p = t + 2 if cmd & 0x02 else t  # the properties' length byte
+                if t > i + 2 and p < end and data[p] == 0:
+                    try:
+                        topic = data[i + 2 : t].decode()
+                    except UnicodeDecodeError:
+                        topic = ""  # gmqtt logs it
+                    if topic:
+                        token = (gen, data[t] << 8 | data[t + 1]) if cmd & 0x02 else None
+                        try:
+                            dispatch(topic, data[p + 1 : end], token)
+                        except Exception:  # a handler bug must not stop the reader
+                            log.exception("error handling a message on %s", topic[:120])
+                        continue
+            elif cmd == 0x40 and size >= 2:
+                reason = data[i + 2] if size >= 3 else 0
+                if on_puback(data[i] << 8 | data[i + 1], reason):
+                    continue
+            put(Package(cmd, data[i:end]))
+        return pos
+
+    return read

@@ -18,7 +18,10 @@ without check-then-insert races:
 
 from __future__ import annotations
 
-MIGRATIONS: list[tuple[int, list[str]]] = [
+# A statement is portable SQL, or (dialect, SQL) for one engine only.
+Statement = str | tuple[str, str]
+
+MIGRATIONS: list[tuple[int, list[Statement]]] = [
     (
         1,
         [
@@ -135,6 +138,60 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "DROP INDEX IF EXISTS events_unit_seq",
             "DROP INDEX IF EXISTS events_subject",
             "DROP INDEX IF EXISTS tube_members_sid",
+        ],
+    ),
+    (
+        4,
+        [
+            # PostgreSQL: a batch of scans in one statement (Store.at_once). BEGIN, token
+            # insert, event insert and COMMIT were four round trips, each a wait for the
+            # server to be scheduled on a loaded machine; as one autocommitted call the
+            # batch is durable when the call returns. The batch comes as one JSON array of
+            # objects (PostgresStore._commit_at_once), parsed once per row by the server
+            # instead of dumped element by element in the client. Two statements, in
+            # order, so that the second sees every first sighting: ours, earlier ones,
+            # and one another worker committed while our token insert waited for it
+            # (READ COMMITTED takes a new snapshot per statement). A pass first seen at
+            # another unit or for another vehicle stores the replay variant of the result
+            # the worker computed.
+            (
+                "postgres",
+                """CREATE OR REPLACE FUNCTION checkpost_scans_v1(batch json)
+                RETURNS TABLE (eid text, stored text) LANGUAGE plpgsql AS $fn$
+                BEGIN
+                    INSERT INTO pass_tokens (sid, iat, unit, vehicle, event_id, ts)
+                    SELECT b.sid, b.iat, b.unit, b.vehicle, b.id, b.hub_ts
+                    FROM json_to_recordset(batch) AS b(id text, unit text, hub_ts float8,
+                                                       sid text, iat bigint, vehicle text)
+                    WHERE b.iat IS NOT NULL
+                    ON CONFLICT DO NOTHING;
+                    RETURN QUERY
+                    WITH b AS (
+                        SELECT * FROM json_to_recordset(batch) AS b(
+                            id text, unit text, seq bigint, kind text, unit_ts float8,
+                            hub_ts float8, ok int, verdict text, sid text, subject text,
+                            result text, body text, iat bigint, vehicle text,
+                            verdict_r text, result_r text)
+                    ), m AS (
+                        SELECT b.*, (b.iat IS NOT NULL AND EXISTS (
+                            SELECT 1 FROM pass_tokens p
+                            WHERE p.sid = b.sid AND p.iat = b.iat AND p.event_id <> b.id
+                              AND (p.unit <> b.unit OR p.vehicle <> b.vehicle))) AS replay
+                        FROM b
+                    ), ins AS (
+                        INSERT INTO events (id, unit, seq, kind, unit_ts, hub_ts, ok,
+                                            verdict, sid, subject, result, body)
+                        SELECT m.id, m.unit, m.seq, m.kind, m.unit_ts, m.hub_ts, m.ok,
+                               CASE WHEN m.replay THEN m.verdict_r ELSE m.verdict END,
+                               m.sid, m.subject,
+                               CASE WHEN m.replay THEN m.result_r ELSE m.result END, m.body
+                        FROM m ON CONFLICT (id) DO NOTHING
+                        RETURNING events.id, events.result
+                    )
+                    SELECT ins.id, ins.result FROM ins;
+                END
+                $fn$""",
+            ),
         ],
     ),
 ]

@@ -267,6 +267,60 @@ def test_replayed_pass_is_flagged(store, prep, issuer):
     assert {s["unit"] for s in seen} == {"cp-a", "cp-b"} and len(seen) == 4
 
 
+def test_scans_alone_commit_in_one_statement_with_the_same_rules(store, prep, issuer):
+    """PostgreSQL stores a batch of scans and temperatures in one call (one round trip);
+    replay, redelivery and stored results must come out as on the general path."""
+    token = issuer.hp1(id_number=str(uuid.uuid4()))
+    a, b = Unit("cp-a"), Unit("cp-b")
+    first = a(Scan, code=token, temps=[36.4], vehicle="car-1")
+    events = [
+        first,
+        a(Scan, code=token, temps=[36.4], vehicle="car-1"),  # rescanned in the same car
+        b(Scan, code=token, temps=[36.4]),  # same screenshot, another checkpoint
+        first,  # redelivered within the batch
+    ]
+    now = time.time()
+    works = [prep(e, encode(e).decode(), now) for e in events]
+    assert store.at_once(works) == (store.dialect == "postgres")
+    mixed = [*works, prep(a(VehicleOpen, plate="京A1"), "{}", now)]
+    assert not store.at_once(mixed)  # a vehicle row needs the general path
+    store.commit(works, "test")
+    assert [w.flags for w in works] == [[], [], ["replay"], []]
+    assert [w.verdict for w in works] == ["PASS", "PASS", "REVIEW", "PASS"]
+    assert [w.dup for w in works] == [False, False, False, True]
+    for w in works[:3]:  # what was answered is what was stored
+        row = store.one("SELECT result, verdict FROM events WHERE id = ?", (w.id,))
+        assert row[0].encode() == w.result and row[1] == w.verdict
+    again = commit(store, prep, events[2])  # redelivered later: answered from the store
+    assert again[0].dup and again[0].flags == ["replay"] and again[0].verdict == "REVIEW"
+
+
+def test_concurrent_sightings_of_one_pass_flag_exactly_one(db_url, prep, issuer):
+    """Two workers see the same pass at two units at the same instant: one of the two
+    sightings is the first, the other is flagged — on both engines, on both paths."""
+    stores = [open_store(db_url) for _ in range(2)]
+    tokens = [issuer.hp1(id_number=str(uuid.uuid4())) for _ in range(15)]
+    results: list[list[Work]] = [[], []]
+    barrier = threading.Barrier(2)
+
+    def worker(i: int) -> None:
+        u = Unit(f"cp-{i}")
+        for t in tokens:
+            barrier.wait()
+            results[i] += commit(stores[i], prep, u(Scan, code=t, temps=[36.5]))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert len(results[0]) == len(results[1]) == len(tokens)
+    for x, y in zip(results[0], results[1], strict=True):
+        assert sorted([x.flags, y.flags]) == [[], ["replay"]]
+    for s in stores:
+        s.close()
+
+
 def test_concurrent_same_tube_opens_have_one_winner(db_url, prep):
     """Two connections (as two workers) open the same tubes at the same instant."""
     stores = [open_store(db_url) for _ in range(2)]
