@@ -39,11 +39,13 @@ def free_port() -> int:
 
 
 class PrivateBroker:
-    def __init__(self, folder: str | Path | None = None) -> None:
+    def __init__(self, folder: str | Path | None = None, settings: str = "") -> None:
+        """`settings`: extra mosquitto.conf lines (tests of broker limits)."""
         self._tmp = None if folder else tempfile.mkdtemp(prefix="checkpost-mosq-")
         self.folder = Path(folder or self._tmp)  # type: ignore[arg-type]
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = 0
+        self.settings = settings
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -54,7 +56,8 @@ class PrivateBroker:
         for _ in range(5):
             self.port = free_port()
             conf = self.folder / "mosquitto.conf"
-            conf.write_text(CONFIG.format(port=self.port, log=self.folder / "mosquitto.log"))
+            text = CONFIG.format(port=self.port, log=self.folder / "mosquitto.log")
+            conf.write_text(text + self.settings)
             self.proc = subprocess.Popen(
                 [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )

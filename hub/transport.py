@@ -15,10 +15,13 @@ Three things gmqtt does not give us directly, done here:
   acknowledged, and an old packet id must never acknowledge a new message;
 - a fast path for the packets of the hot loop (see `_FastWire`): incoming QoS 1 PUBLISH
   without properties, PUBACKs of our own publishes, and the PUBLISH / PUBACK packets we
-  send are parsed and built here in a few byte operations. gmqtt spends ~25 us of pure
-  Python per event on them (packet objects, property dicts, eight debug-log calls, its
-  message store); everything else (CONNECT, SUBSCRIBE, pings, packets with properties,
-  anything unexpected) still goes through gmqtt, in arrival order.
+  send are parsed and built here in a few byte operations (measured: receiving a PUBLISH
+  3.2 -> 0.8 us, sending one at QoS 1 3.2 -> 1.5 us; gmqtt builds packet objects and
+  property dicts and makes eight debug-log calls per event). Everything else (CONNECT,
+  SUBSCRIBE, pings, packets with properties, anything unexpected) still goes through
+  gmqtt, in arrival order. Our QoS 1 publishes also follow MQTT 5 flow control: at most
+  the broker's receive maximum unacknowledged (Mosquitto announces 20 by default; past
+  it gmqtt raised OverflowError), the rest wait in order.
 """
 
 from __future__ import annotations
