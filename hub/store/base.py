@@ -8,7 +8,8 @@ durable when it returns, after which the loop may publish verdicts. Inside the b
   `pass_tokens` primary key), then the events themselves with `ON CONFLICT (id) DO
   NOTHING`; ids that did not insert were stored before and are answered from the store;
 - sampling events change shared state, so each first claims its id (insert the event
-  row), then applies its rule with constraints and row locks, then writes its result.
+  row; SQLite, the only writer during its transaction, looks the ids up instead), then
+  applies its rule with constraints and row locks, then writes its result.
 
 Engines differ only in connection handling, placeholders, row locks and the bulk paths;
 the SQL of every rule is shared. SQL is written with `?` placeholders and `{lock}` where
@@ -291,23 +292,48 @@ class Store:
         if dups:
             self._answer_dups(dups)
 
+    # Whether a sampling event must claim its id before its rule runs. Yes where several
+    # writers run at once (PostgreSQL); SQLite's BEGIN IMMEDIATE makes the batch the only
+    # writer until it commits, so there an id stored before is simply looked up first.
+    claim_first = True
+
     def _slow(self, slow: list[Work], policy: str, dups: list[Work]) -> None:
-        """Sampling events: claim every id of the batch in one statement (the primary key
-        decides which were stored before: another worker holding the same id makes this
-        wait for its commit, then see the conflict), apply each claimed event's rule in
-        order, and write the results back in one statement."""
-        claimed = self.insert_events([self._event_row(w, b"") for w in slow])
-        updates: list[tuple[Any, ...]] = []
+        """Sampling events, each rule applied in order. Dups first: with `claim_first`,
+        every id of the batch is claimed in one statement (the primary key decides which
+        were stored before: another worker holding the same id makes this wait for its
+        commit, then see the conflict) and results are written back in one statement;
+        otherwise the ids stored before are read in one statement and each event is
+        inserted once, with its result (no second write of every row)."""
+        if self.claim_first:
+            fresh = self.insert_events([self._event_row(w, b"") for w in slow])
+        else:
+            stored = self.stored_ids([w.id for w in slow])
+            fresh = {w.id for w in slow} - stored
+        done: list[Work] = []
         for w in slow:
-            if w.id not in claimed:
+            if w.id not in fresh:
                 dups.append(w)
                 continue
-            claimed.discard(w.id)  # the same id twice in one batch: the second is a dup
+            fresh.discard(w.id)  # the same id twice in one batch: the second is a dup
             RULES[w.kind](self, w)
             self._finish(w, policy)
-            updates.append((int(w.ok), w.verdict, w.result.decode(), w.id))
-        if updates:
-            self.update_results(updates)
+            done.append(w)
+        if not done:
+            return
+        if self.claim_first:
+            self.update_results([(int(w.ok), w.verdict, w.result.decode(), w.id) for w in done])
+        else:
+            self.insert_events([self._event_row(w, w.result) for w in done])
+
+    def stored_ids(self, ids: list[str]) -> set[str]:
+        """The ids among `ids` that are stored already."""
+        out: set[str] = set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            out.update(r[0] for r in self.all(f"SELECT id FROM events WHERE id IN ({marks})",
+                                               tuple(chunk)))  # fmt: skip
+        return out
 
     def update_results(self, rows: list[tuple[Any, ...]]) -> None:
         """Set (ok, verdict, result) of claimed events, rows of (ok, verdict, result, id)."""
@@ -594,6 +620,13 @@ def _flag_replay(w: Work) -> None:
 
 _TUBE = "SELECT pool, round, closed_ts FROM tubes WHERE code = ?"
 _BOX = "SELECT sealed_ts FROM boxes WHERE code = ?"
+# the tube with its member count and highest slot: one statement per tube_add
+_TUBE_SLOTS = (
+    "SELECT pool, round, "
+    "(SELECT COUNT(*) FROM tube_members m WHERE m.tube = t.code), "
+    "(SELECT COALESCE(MAX(slot), 0) FROM tube_members m WHERE m.tube = t.code), "
+    "closed_ts FROM tubes t WHERE code = ?"
+)
 
 
 def _box_samples(s: Store, box: str) -> int:
@@ -623,13 +656,15 @@ def _tube_add(s: Store, w: Work) -> None:
     if not w.ok:
         return
     e = w.event
-    tube = _locked(s, w, _TUBE, e.tube, R.TUBE_NOT_OPEN, R.TUBE_CLOSED)
+    tube = _locked(s, w, _TUBE_SLOTS, e.tube, R.TUBE_NOT_OPEN, R.TUBE_CLOSED)
     if tube is None:
         return
-    pool, rnd, _ = tube
-    used = {r[0] for r in s.all("SELECT slot FROM tube_members WHERE tube = ?", (e.tube,))}
-    slot = next((i for i in range(1, pool + 1) if i not in used), None)
-    if slot is None:
+    pool, rnd, members, top, _ = tube
+    slot = top + 1
+    if members != top:  # a gap left by an undo: the lowest free slot
+        used = {r[0] for r in s.all("SELECT slot FROM tube_members WHERE tube = ?", (e.tube,))}
+        slot = next(i for i in range(1, pool + 2) if i not in used)
+    if slot > pool:
         w.reject(reason("pool_full", count=pool, pool=pool))
         return
     override = 1 if e.override is not None else 0

@@ -20,6 +20,7 @@ from checkpost.hub.store.base import Store
 class SqliteStore(Store):
     dialect = "sqlite"
     lock = ""
+    claim_first = False  # BEGIN IMMEDIATE: one writer at a time (Store._slow)
     cache_kib = 65536
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
