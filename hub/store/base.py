@@ -322,8 +322,12 @@ class Store:
             return
         if self.claim_first:
             self.update_results([(int(w.ok), w.verdict, w.result.decode(), w.id) for w in done])
-        else:
-            self.insert_events([self._event_row(w, w.result) for w in done])
+        else:  # ids known to be new: one prepared statement, no conflict handling
+            self.executemany(
+                "INSERT INTO events (id, unit, seq, kind, unit_ts, hub_ts, ok, verdict, sid, "
+                "subject, result, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [self._event_row(w, w.result) for w in done],
+            )
 
     def stored_ids(self, ids: list[str]) -> set[str]:
         """The ids among `ids` that are stored already."""
