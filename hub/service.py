@@ -51,6 +51,12 @@ def effective_config(args: argparse.Namespace) -> Any:
     return cfg
 
 
+def restart_delay(previous: float, lived: float) -> float:
+    """Seconds before restarting a process that lived `lived` seconds: 1 s after a death
+    in steady state, doubling for each death soon after a start, at most a minute."""
+    return 1.0 if lived > 60 else min(max(previous, 0.5) * 2, 60.0)
+
+
 def run_hub(args: argparse.Namespace) -> int:
     from checkpost.config import ConfigError
 
@@ -127,17 +133,28 @@ def run_hub(args: argparse.Namespace) -> int:
         f"API http://{cfg.hub.http}",
         flush=True,
     )
-    restarts: dict[str, float] = {}
+    # A process that dies is restarted; one that keeps dying soon after its start (say a
+    # worker that cannot load a trust list or policy file edited since the hub started)
+    # waits twice as long each time, up to a minute, instead of spinning every second.
+    started = {name: time.monotonic() for name in specs}
+    delay = dict.fromkeys(specs, 0.5)  # doubled before use: the first wait is 1 s
+    died: dict[str, float] = {}
     while not stopping:
         time.sleep(0.2)
+        now = time.monotonic()
         for name, p in list(procs.items()):
             if p.is_alive() or stopping:
                 continue
-            last = restarts.get(name, 0.0)
-            if time.monotonic() - last < 1.0:
-                continue  # back off a crash loop
-            log.error("%s exited with %s; restarting", name, p.exitcode)
-            restarts[name] = time.monotonic()
+            if name not in died:
+                died[name] = now
+                lived = now - started[name]
+                delay[name] = restart_delay(delay[name], lived)
+                log.error("%s exited with %s after %.0f s; restarting in %.0f s",
+                          name, p.exitcode, lived, delay[name])  # fmt: skip
+            if now - died[name] < delay[name]:
+                continue
+            del died[name]
+            started[name] = now
             spawn(name)
     for p in procs.values():
         if p.is_alive():

@@ -148,3 +148,14 @@ def test_sighup_republishes_the_policy_file_at_once(broker, tmp_path):
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out.decode()
     assert b"SIGHUP" in out, out.decode()
+
+
+def test_restart_delay_backs_off_a_crash_loop_and_resets():
+    from checkpost.hub.service import restart_delay
+
+    delays, d = [], 0.5
+    for _ in range(8):  # dies right after each start
+        d = restart_delay(d, lived=0.3)
+        delays.append(d)
+    assert delays == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert restart_delay(60, lived=3600) == 1  # it ran for an hour: a fresh death
