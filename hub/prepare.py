@@ -14,6 +14,7 @@ from checkpost.hub import reasons as R
 from checkpost.hub.store import Work
 
 from checkpost.codes import Verifier
+from checkpost.codes.pipeline import valid_window
 from checkpost.policy import Policy, decide
 
 
@@ -51,16 +52,11 @@ class Preparer:
             if lo <= now <= hi and self._trust_print() == self._sr1_trust:
                 self.sr1_hits += 1
                 return d
-        d = self.verifier.verify(text, now)
-        signer = d.signer
-        if d.format == "SR1" and d.valid and d.exp is not None and signer is not None:
-            skew = self.verifier.skew
-            lo = d.iat - skew if d.iat is not None else float("-inf")
-            if signer.not_before is not None:
-                lo = max(lo, signer.not_before)
-            hi = d.exp + skew
-            if signer.not_after is not None:
-                hi = min(hi, signer.not_after)
+        v = self.verifier
+        d = v.verify(text, now)
+        window = valid_window(d, v.skew, v.hp1_max_age) if d.format == "SR1" and d.valid else None
+        if window is not None and d.signer is not None:
+            lo, hi = window
             trust = self._trust_print()
             if trust != self._sr1_trust:
                 cache.clear()

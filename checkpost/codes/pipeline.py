@@ -402,6 +402,26 @@ class Verifier:
             d.steps["revocation"] = True
 
 
+def valid_window(d: Decoded, skew: float, hp1_max_age: float) -> tuple[float, float] | None:
+    """The span of `now` values over which the expiry step passes for this decoded code
+    (its iat/exp with the clock skew, the HP1 maximum age, and its signing key's validity),
+    or None without an expiry. Written beside `_signed`'s expiry step, which it mirrors,
+    so that a cache of verified codes (hub/prepare.py) re-decides expiry the same way."""
+    if d.exp is None:
+        return None
+    exp, iat, signer = d.exp, d.iat, d.signer
+    if d.format == "HP1" and iat is not None:
+        exp = min(exp, iat + hp1_max_age)
+    lo = iat - skew if iat is not None else float("-inf")
+    hi = exp + skew
+    if signer is not None:
+        if signer.not_before is not None:
+            lo = max(lo, signer.not_before)
+        if signer.not_after is not None:
+            hi = min(hi, signer.not_after)
+    return lo, hi
+
+
 def _key_valid_at(entry: TrustEntry, when: float) -> bool:
     if entry.not_before is not None and when < entry.not_before:
         return False

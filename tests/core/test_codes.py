@@ -526,3 +526,26 @@ def test_zlib_stream_with_any_window_size_is_accepted(issuer: TestIssuer, wbits:
     decoded = Verifier(issuer.trust_store()).verify("HP1:" + b45encode(data), NOW)
     assert decoded.steps["zlib"] is True, (hex(data[0]), decoded.steps)
     assert decoded.valid, decoded.reasons
+
+
+@settings(max_examples=60)
+@given(
+    kind=st.sampled_from(["SR1", "HP1"]),
+    age=st.floats(-3600, 40 * 86400, allow_nan=False),
+    probe=st.floats(-2 * 86400, 60 * 86400, allow_nan=False),
+)
+def test_valid_window_is_where_the_expiry_step_passes(issuer, kind, age, probe) -> None:
+    """`valid_window` (what the hub's SR1 cache re-checks) and the pipeline's expiry step
+    must agree for every `now`: inside the window the step passes, outside it fails."""
+    from checkpost.codes.pipeline import valid_window
+
+    v = Verifier(issuer.trust_store())
+    base = 1_800_000_000.0
+    iat = base - age
+    code = issuer.sr1(iat=iat) if kind == "SR1" else issuer.hp1(iat=iat)
+    d = v.verify(code, base)
+    window = valid_window(d, v.skew, v.hp1_max_age)
+    assert window is not None
+    now = base + probe
+    inside = window[0] <= now <= window[1]
+    assert bool(v.verify(code, now).steps.get("expiry")) == inside
