@@ -331,13 +331,16 @@ class Store:
 
     def stored_ids(self, ids: list[str]) -> set[str]:
         """The ids among `ids` that are stored already."""
-        out: set[str] = set()
+        return {r[0] for r in self._events_by_id(ids, "id")}
+
+    def _events_by_id(self, ids: list[str], columns: str) -> list[Any]:
+        """Rows (`columns`) of the stored events among `ids`, 500 ids per statement."""
+        rows: list[Any] = []
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            out.update(r[0] for r in self.all(f"SELECT id FROM events WHERE id IN ({marks})",
-                                               tuple(chunk)))  # fmt: skip
-        return out
+            rows += self.all(f"SELECT {columns} FROM events WHERE id IN ({marks})", tuple(chunk))
+        return rows
 
     def update_results(self, rows: list[tuple[Any, ...]]) -> None:
         """Set (ok, verdict, result) of claimed events, rows of (ok, verdict, result, id)."""
@@ -429,15 +432,7 @@ class Store:
         )
 
     def _answer_dups(self, dups: list[Work]) -> None:
-        ids = list({w.id for w in dups})
-        stored: dict[str, str] = {}
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self.all(
-                f"SELECT id, result FROM events WHERE id IN ({marks})", tuple(chunk)
-            ):
-                stored[row[0]] = row[1]
+        stored = dict(self._events_by_id(list({w.id for w in dups}), "id, result"))
         for w in dups:
             text = stored.get(w.id)
             if not text:  # pragma: no cover - a claimed id always has its result
