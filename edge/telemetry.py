@@ -1,8 +1,7 @@
 """Telemetry every N seconds: what a hub operator needs to see a unit going wrong.
 
-The protocol's ``Telemetry`` message holds a few fields; decoders ignore fields they do not
-know (protocol rule: fields may be added within a version), so the unit sends a superset —
-every field of ``Telemetry`` plus the rest of issue 6 §6 — and the hub reads what it knows.
+The message is the protocol's ``Telemetry`` (checkpost/protocol/messages.py): one schema,
+validated by the hub when it decodes it.
 Everything here is cheap (a few /proc and /sys reads); ``vcgencmd`` runs only where it
 exists (a Raspberry Pi) with a short timeout.
 """
@@ -19,48 +18,9 @@ from typing import Any
 
 import msgspec
 
+from checkpost.protocol import Telemetry
+
 log = logging.getLogger("checkpost.edge.telemetry")
-
-
-class EdgeTelemetry(msgspec.Struct, kw_only=True, omit_defaults=False):
-    # -- the protocol's Telemetry fields (same names and meaning) --
-    v: int = 1
-    unit: str
-    ts: float
-    queue_depth: int = 0
-    queue_oldest_s: float = 0.0
-    cpu_temp: float | None = None
-    undervolt: bool = False
-    camera_ok: bool | None = None
-    thermometer_ok: bool | None = None
-    verdict_p99_ms: float | None = None
-    # -- the unit's additions (issue 6 §6) --
-    station: str = ""
-    agent: str = ""
-    throttled: bool = False
-    throttle_flags: str = ""  # vcgencmd get_throttled, raw hex
-    load1: float | None = None
-    mem_available_mb: float | None = None
-    disk_free_mb: float | None = None
-    camera_fps: float | None = None
-    camera_frame_age_s: float | None = None
-    decode_per_s: float | None = None
-    decode_p50_ms: float | None = None
-    thermometer: str | None = None  # ok | no data | garbage | sensor error | unplugged
-    thermometer_reading_age_s: float | None = None
-    scanner: str | None = None
-    queue_alarm: str = ""
-    clock_offset_s: float | None = None  # hub clock minus unit clock
-    hub_online: bool = False
-    trust_version: str = ""
-    trust_age_h: float | None = None
-    trust_stale: bool = False
-    policy_version: str = ""
-    policy_age_h: float | None = None
-    trust_error: str = ""  # why the last pushed trust list was refused ("" = none)
-    policy_error: str = ""  # why the last pushed policy bundle was refused
-    verdict_p50_ms: float | None = None
-    refused: int = 0  # work refused (outbox full)
 
 
 def cpu_temp() -> float | None:
@@ -98,7 +58,7 @@ def mem_available_mb() -> float | None:
     return None
 
 
-def collect(unit: Any, now: float, last: dict[str, float]) -> EdgeTelemetry:
+def collect(unit: Any, now: float, last: dict[str, float]) -> Telemetry:
     h = unit.health(now)
     uv, thr, raw = vcgencmd_throttled()
     try:
@@ -121,7 +81,7 @@ def collect(unit: Any, now: float, last: dict[str, float]) -> EdgeTelemetry:
         if r is not None:
             reading_age = round(time.monotonic() - r.at, 1)
     p99, p50 = unit.latency.pct(0.99), unit.latency.pct(0.5)
-    return EdgeTelemetry(
+    return Telemetry(
         unit=unit.unit_id,
         ts=now,
         queue_depth=h["queue"]["depth"],

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 import pytest
 from checkpost.edge.procs import Hub
-from checkpost.edge.telemetry import EdgeTelemetry, collect
+from checkpost.edge.telemetry import collect
 from checkpost.edge.workflows import CodeRead, Tap
 
 from checkpost.protocol import Telemetry, decode_telemetry
@@ -81,19 +81,18 @@ def test_checkpoint_against_the_real_hub(
         u.stop()
 
 
-def test_telemetry_superset_of_the_protocol(tmp_path: Path, issuer: Any) -> None:
+def test_telemetry_is_the_protocol_message(tmp_path: Path, issuer: Any) -> None:
     u = make_unit(tmp_path, issuer, unit="tel-1", thermometer="sim", gpio="mock")
     u.start(http=False)
     try:
         wait_for(lambda: u.thermometer.status() == "ok", what="thermometer ok")
         u._poll_thermometer()
         t = collect(u, time.time(), {})
-        assert isinstance(t, EdgeTelemetry)
+        assert isinstance(t, Telemetry)
         assert t.thermometer == "ok" and t.thermometer_ok and t.disk_free_mb and t.load1 is not None
         assert t.trust_version == "1" and not t.trust_stale and t.policy_version
-        # the hub's decoder reads the protocol's fields and ignores the rest
-        proto = decode_telemetry(msgspec.json.encode(t))
-        assert isinstance(proto, Telemetry) and proto.unit == "tel-1"
+        # what the unit sends is what the hub's validating decoder gives back
+        assert decode_telemetry(msgspec.json.encode(t)) == t
     finally:
         u.stop()
 
