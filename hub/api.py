@@ -152,14 +152,18 @@ def create_app(cfg: HubConfig, *, presence: bool = True) -> FastAPI:
 
     def store_call(fn: str, *args: Any) -> Any:
         with lock:
-            return getattr(state["store"], fn)(*args)
+            store = state["store"]
+            try:
+                return getattr(store, fn)(*args)
+            except store.retryable:  # e.g. the database restarted since the last request
+                store.reconnect_if_broken()
+                return getattr(store, fn)(*args)
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
         """Liveness that means something: the store answers and the broker link is up."""
         try:
-            with lock:
-                state["store"].one("SELECT 1")
+            store_call("one", "SELECT 1")
             store_ok = True
         except Exception:
             store_ok = False

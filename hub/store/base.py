@@ -129,6 +129,10 @@ class Store:
         """Insert event rows, skipping ids already stored; return the ids inserted."""
         raise NotImplementedError
 
+    def reconnect_if_broken(self) -> None:
+        """Replace a connection the server dropped. Only between transactions (the API
+        before a read; batches do it themselves when they start)."""
+
     def insert_tokens(
         self, rows: list[tuple[Any, ...]]
     ) -> dict[tuple[str, int], tuple[str, str, str]]:

@@ -48,18 +48,44 @@ def _q(sql: str) -> str:
 class PostgresStore(Store):
     dialect = "postgres"
     lock = " FOR UPDATE"
-    retryable = (pgerr.DeadlockDetected, pgerr.SerializationFailure, pgerr.LockNotAvailable)
+    # Deadlocks between workers, and a lost connection (server restart, failover, network):
+    # a batch is retried whole, on a new connection if the old one broke. Safe even when
+    # the connection died during COMMIT: a batch that did commit is found stored and is
+    # answered from the store.
+    retryable = (
+        pgerr.DeadlockDetected,
+        pgerr.SerializationFailure,
+        pgerr.LockNotAvailable,
+        psycopg.OperationalError,
+    )
 
     def __init__(self, url: str) -> None:
         self.url, self.schema = split_schema(url)
-        self.conn = psycopg.connect(self.url, autocommit=True)
+        self._sql: dict[str, str] = {}
+        self.conn = self._connect()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
         if self.schema:
-            self.conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-            self.conn.execute(f'SET search_path TO "{self.schema}"')
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            conn.execute(f'SET search_path TO "{self.schema}"')
         # Durable commits are what the verdict waits for; keep them so even if the server
         # default was relaxed.
-        self.conn.execute("SET synchronous_commit TO on")
-        self._sql: dict[str, str] = {}
+        conn.execute("SET synchronous_commit TO on")
+        return conn
+
+    def reconnect_if_broken(self) -> None:
+        self._usable()
+
+    def _usable(self) -> psycopg.Connection[Any]:
+        """The connection, replaced first if it broke (the caller is starting a batch)."""
+        if self.conn.broken or self.conn.closed:
+            try:
+                self.conn.close()
+            except psycopg.Error:  # pragma: no cover - already gone
+                pass
+            self.conn = self._connect()
+        return self.conn
 
     def _conv(self, sql: str) -> str:
         out = self._sql.get(sql)
@@ -75,12 +101,14 @@ class PostgresStore(Store):
             cur.executemany(self._conv(sql), rows)
 
     def begin(self) -> None:
-        self.conn.execute("BEGIN")
+        self._usable().execute("BEGIN")
 
     def commit_tx(self) -> None:
         self.conn.execute("COMMIT")
 
     def rollback(self) -> None:
+        if self.conn.broken or self.conn.closed:
+            return  # nothing to roll back: the server dropped the transaction with it
         if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             self.conn.execute("ROLLBACK")
 
@@ -136,7 +164,9 @@ class PostgresStore(Store):
         payload = msgspec.json.encode(rows).decode()
         for attempt in range(1, self.max_attempts + 1):
             try:
-                cur = self.conn.execute("SELECT * FROM checkpost_scans_v1(%s::json)", (payload,))
+                cur = self._usable().execute(
+                    "SELECT * FROM checkpost_scans_v1(%s::json)", (payload,)
+                )
                 stored = dict(cur.fetchall())
                 break
             except self.retryable:

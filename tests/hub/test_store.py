@@ -415,3 +415,34 @@ def test_sr1_cache_re_decides_expiry_and_follows_the_trust_store(issuer):
     for _ in range(2):
         assert off(u(TubeAdd, tube=tube_code(), code=code), "", now).pre_ok
     assert off.sr1_hits == 0
+
+
+def test_a_dropped_database_connection_is_replaced(pg_server, tmp_path, prep, issuer):
+    """PostgreSQL restarted or failed over: the next batch (scans alone, and sampling)
+    goes through on a new connection, and reads recover too. (SQLite has no server.)"""
+    import psycopg
+    from checkpost.hub.store.postgres import split_schema
+
+    from .conftest import new_db_url
+
+    db_url = new_db_url("postgres", tmp_path, pg_server)
+    store = open_store(db_url)
+    admin = psycopg.connect(split_schema(db_url)[0], autocommit=True)
+    try:
+        u = Unit("cp-r")
+        for events in (
+            [u(Scan, code=issuer.hp1(id_number=str(uuid.uuid4())), temps=[36.5])],
+            [u(TubeOpen, tube=tube_code(), pool=5, round="r")],
+        ):
+            admin.execute("SELECT pg_terminate_backend(%s)", (store.conn.info.backend_pid,))
+            w = commit(store, prep, *events)
+            assert w[0].ok and not w[0].dup
+            assert store.one("SELECT COUNT(*) FROM events WHERE id = ?", (w[0].id,))[0] == 1
+        admin.execute("SELECT pg_terminate_backend(%s)", (store.conn.info.backend_pid,))
+        with pytest.raises(psycopg.OperationalError):
+            store.stats()  # a read outside a batch fails once ...
+        store.reconnect_if_broken()  # ... the API replaces the connection and reads again
+        assert store.stats()["events"] >= 2
+    finally:
+        admin.close()
+        store.close()
