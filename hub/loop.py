@@ -254,11 +254,11 @@ class Worker:
     async def _commit(self, loop: asyncio.AbstractEventLoop, works: list[Work]) -> float:
         store = self.store
         assert store is not None
+        if self.commit_mode == "inline":
+            return store.commit(works, self.policy_version)
         if self.commit_mode == "thread" or store.at_once(works):
             # at_once: one statement, durable when it returns; the loop reads on meanwhile
             return await loop.run_in_executor(self._pool, store.commit, works, self.policy_version)
-        if self.commit_mode == "inline":
-            return store.commit(works, self.policy_version)
         t0 = time.perf_counter()
         store.stage(works, self.policy_version)
         self._t_staged = time.perf_counter()
