@@ -43,7 +43,9 @@ class HubSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # interval cut to 0.5 ms so the loop gets the GIL back at once. "thread": everything on
     # a store thread. Measured here (`checkpost bench hub`): split beat inline under load
     # (SQLite p99 102-202 ms vs 317-484 ms with other jobs on the machine; 5-8 ms vs
-    # ~20 ms at half rate on a quiet one); "thread" is far worse everywhere.
+    # ~20 ms at half rate on a quiet one); "thread" is far worse everywhere. On PostgreSQL
+    # a batch of scans alone is one statement (Store.at_once), sent from the store thread
+    # in "split" and "thread" modes, from the loop in "inline".
     commit_mode: Literal["auto", "split", "thread", "inline"] = "auto"
     # Checkpoint SQLite's WAL from a background thread (see SqliteStore.start_checkpointer).
     sqlite_checkpointer: bool = False
