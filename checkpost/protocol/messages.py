@@ -36,7 +36,7 @@ Celsius = Annotated[float, msgspec.Meta(ge=-50, le=150)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=100_000)]
 Verdict = Literal["PASS", "REVIEW", "REMEASURE", "FAIL"]
 Version = Literal[1]
-Short = Annotated[str, msgspec.Meta(max_length=64)]
+Label = Annotated[str, msgspec.Meta(max_length=64)]  # may be empty, unlike Short
 Text300 = Annotated[str, msgspec.Meta(max_length=300)]
 
 
@@ -337,10 +337,10 @@ class Telemetry(msgspec.Struct, frozen=True, kw_only=True):
     policy_age_h: float | None = None
     policy_error: Text300 = ""
     # What an operator needs to see a unit going wrong (edge/telemetry.py collects it).
-    station: Short = ""
+    station: Label = ""
     agent: Annotated[str, msgspec.Meta(max_length=128)] = ""
     throttled: bool = False
-    throttle_flags: Short = ""  # vcgencmd get_throttled, raw hex
+    throttle_flags: Label = ""  # vcgencmd get_throttled, raw hex
     load1: float | None = None
     mem_available_mb: float | None = None
     disk_free_mb: float | None = None
@@ -348,14 +348,14 @@ class Telemetry(msgspec.Struct, frozen=True, kw_only=True):
     camera_frame_age_s: float | None = None
     decode_per_s: float | None = None
     decode_p50_ms: float | None = None
-    thermometer: Short | None = None  # ok | no data | garbage | sensor error | unplugged
+    thermometer: Label | None = None  # ok | no data | garbage | sensor error | unplugged
     thermometer_reading_age_s: float | None = None
-    scanner: Short | None = None
-    queue_alarm: Short = ""
+    scanner: Label | None = None
+    queue_alarm: Label = ""
     clock_offset_s: float | None = None  # hub clock minus unit clock
     hub_online: bool = False
-    trust_version: Short = ""
-    policy_version: Short = ""
+    trust_version: Label = ""
+    policy_version: Label = ""
     verdict_p50_ms: float | None = None
     refused: Annotated[int, msgspec.Meta(ge=0)] = 0  # work refused (outbox full)
 

@@ -169,6 +169,10 @@ def test_rejections_name_the_problem():
         )
     with pytest.raises(ProtocolError, match="unknown_version"):
         decode_unit_status(b'{"v":3,"unit":"u1","state":"online","session":1}')
+    empty_tube = encode(TubeOpen(id=uuid7(), unit="u1", seq=1, ts=1.0, tube="T1", pool=5,
+                                 round="r")).replace(b'"T1"', b'""')  # fmt: skip
+    with pytest.raises(ProtocolError, match=r"invalid.*\$\.tube"):
+        decode_event(empty_tube)  # container codes are never empty
 
 
 def test_every_event_kind_is_registered():
