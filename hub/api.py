@@ -19,20 +19,24 @@ import signal
 import threading
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from checkpost.hub.command_sender import CommandSender, ack_view
 from checkpost.hub.config import HubConfig
 from checkpost.hub.publisher import DocumentPublisher, run_publisher
 from checkpost.hub.units import Fleet, FleetCollector
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, HTTPException, Path, Request, Response
 from fastapi.responses import JSONResponse
 
 from checkpost.protocol import HubStatus, Topics, encode, is_unit_id
 from checkpost.protocol.messages import COMMANDS
 
 log = logging.getLogger("checkpost.hub.api")
+
+# What the store's keys are (protocol: codes of 1-64 characters, no NUL): anything else is
+# a 422 here instead of an error from the database.
+Key = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[^\x00]+$")]
 
 
 class Presence:
@@ -204,14 +208,14 @@ def create_app(cfg: HubConfig, *, presence: bool = True) -> FastAPI:
         return fleet.snapshot()
 
     @app.get("/api/v1/tubes/{code}")
-    def tube(code: str) -> dict[str, Any]:
+    def tube(code: Key) -> dict[str, Any]:
         found = store_call("tube", code)
         if found is None:
             raise HTTPException(404, f"tube {code} not known")
         return found
 
     @app.get("/api/v1/passes/{sid}")
-    def passes(sid: str) -> dict[str, Any]:
+    def passes(sid: Key) -> dict[str, Any]:
         return {"sid": sid, "seen": store_call("passes", sid)}
 
     @app.get("/api/v1/documents")

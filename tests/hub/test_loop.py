@@ -317,6 +317,8 @@ def test_api_and_hub_presence(broker, issuer, tmp_path):
         found = client.get(f"/api/v1/tubes/{tube}").json()
         assert found["unit"] == "st-1" and found["pool"] == 5
         assert client.get("/api/v1/tubes/999").status_code == 404
+        for bad in ("/api/v1/tubes/a%00b", "/api/v1/passes/" + "x" * 65):
+            assert client.get(bad).status_code == 422  # refused before the database
         units = client.get("/api/v1/units").json()
         assert units[0]["id"] == "st-1" and units[0]["online"] and units[0]["session"] == 4
         metrics = client.get("/metrics").text
