@@ -87,7 +87,9 @@ class Preparer:
             sid = getattr(d.content, "sid", None)
             if isinstance(sid, str):
                 w.sid = sid
-                if d.steps.get("signature") and d.iat is not None:
+                # a token for replay detection; an issue time no clock could show (even
+                # validly signed) would not fit the store's BIGINT and is not a token
+                if d.steps.get("signature") and d.iat is not None and 0 <= d.iat <= 1e11:
                     w.iat = int(d.iat)
 
     def _tube_add(self, w: Work, e: Any, now: float) -> None:
