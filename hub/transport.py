@@ -363,8 +363,10 @@ def _fast_reader(link: Link, conn: Any) -> Callable[[bytes], int]:
     gen = link.generation
 
     def read(data: bytes) -> int:
-        conn._last_data_in = time.monotonic()  # keepalive: data arrived
         n = len(data)
+        if getattr(conn._handler, "current_connection", conn) is not conn:
+            return n  # a superseded connection's leftovers: gmqtt drops them too
+        conn._last_data_in = time.monotonic()  # keepalive: data arrived
         pos = 0
         while n - pos >= 2:
             i = pos + 1

@@ -112,6 +112,8 @@ class _Conn:
     def __init__(self) -> None:
         self.passed: list[tuple[int, bytes]] = []
         self._last_data_in = 0.0
+        self._handler = self  # gmqtt: the handler knows its current connection
+        self.current_connection = self
 
     def put_package(self, pkg: Any) -> None:
         self.passed.append((pkg.cmd, bytes(pkg.data)))
@@ -202,6 +204,14 @@ def test_splitter_delivers_every_packet_once_in_order(packets, cuts) -> None:
                 size_len += 1
             want_passed.append((pkt[0], pkt[1 + size_len :]))
     assert conn.passed == want_passed
+
+
+def test_splitter_drops_what_a_superseded_connection_still_reads() -> None:
+    link, conn = _Link(mine=set()), _Conn()
+    read = _fast_reader(link, conn)  # type: ignore[arg-type]
+    conn.current_connection = object()  # reconnected: this connection is the old one
+    data = _publish_packet(0x32, b"t/x", 5, b"late")
+    assert read(data) == len(data) and link.delivered == [] and conn.passed == []
 
 
 def test_splitter_rejects_a_malformed_length() -> None:
