@@ -101,8 +101,12 @@ class VehicleClose(_Event, tag="vehicle_close", frozen=True, kw_only=True):
 
 
 class VehicleTurnBack(_Event, tag="vehicle_turn_back", frozen=True, kw_only=True):
+    """The vehicle does not pass: sent back, or referred (to a medical or testing point).
+    Older units send no `outcome`: a turn-back."""
+
     vehicle: EventId
     why: Text = ""
+    outcome: Literal["turned_back", "referred"] = "turned_back"
 
 
 class TubeOpen(_Event, tag="tube_open", frozen=True, kw_only=True):

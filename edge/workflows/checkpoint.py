@@ -259,12 +259,11 @@ class CheckpointWorkflow(Workflow):
         if v is None:
             return step.error("no_vehicle")
         why = str(args.get("why") or (f"risk region {v.risk_region}" if v.risk_region else outcome))
-        # The protocol has no "referred" outcome yet: a referral is a turn-back whose reason
-        # says so, and the local journal keeps the precise outcome.
-        text = why if outcome == "turned_back" else f"referred: {why}"
         if self.current is not None:  # nobody is left half-screened: close them as they are
             self.current = None
-        step.events.append(self.event(VehicleTurnBack, now, vehicle=v.id, why=text[:500]))
+        step.events.append(
+            self.event(VehicleTurnBack, now, vehicle=v.id, why=why[:500], outcome=outcome)
+        )
         step.events.append(self.event(VehicleClose, now, vehicle=v.id, occupants=len(v.occupants)))
         step.outputs.append(Output("led", "red", 1500))
         return self._close(v, outcome, now, step)

@@ -393,8 +393,8 @@ class Store:
                 )
             elif k == "vehicle_turn_back":
                 self.run(
-                    "UPDATE vehicles SET turned_back = 1, why = ? WHERE id = ?",
-                    (w.event.why, w.event.vehicle),
+                    "UPDATE vehicles SET turned_back = 1, why = ?, outcome = ? WHERE id = ?",
+                    (w.event.why, w.event.outcome, w.event.vehicle),
                 )
             self._finish(w, policy)
         inserted = self.insert_events([self._event_row(w, w.result) for w in fast])

@@ -194,4 +194,12 @@ MIGRATIONS: list[tuple[int, list[Statement]]] = [
             ),
         ],
     ),
+    (
+        5,
+        [
+            # why a vehicle did not pass: "turned_back" or "referred" (NULL: it passed, or
+            # it was turned back before units sent the outcome)
+            "ALTER TABLE vehicles ADD COLUMN outcome TEXT",
+        ],
+    ),
 ]

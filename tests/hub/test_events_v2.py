@@ -22,6 +22,7 @@ from checkpost.protocol import (
     TubeClose,
     TubeOpen,
     VehicleOpen,
+    VehicleTurnBack,
     decode_event,
     encode,
     uuid7,
@@ -67,6 +68,14 @@ def test_checkpoint_steps_manual_people_and_box_checks(broker, issuer, db_url) -
                 early = u.event(VehicleStep, "cp-v2", vehicle=vo2.id, step="advice")
                 assert (await send(early)).ok and (await send(vo2)).ok
                 got["early"] = (vo2.id, early.ts)
+                # referred to a testing point, and (older unit, no outcome) turned back
+                refer = u.event(VehicleTurnBack, "cp-v2", vehicle=vo.id, why="fever",
+                                outcome="referred")  # fmt: skip
+                back = {"kind": "vehicle_turn_back", "v": 1, "id": uuid7(), "unit": "cp-v2",
+                        "seq": 98, "ts": 1.7e9, "vehicle": vo2.id, "why": "red code"}  # fmt: skip
+                assert (await send(refer)).ok
+                u.raw(T.events("cp-v2"), json.dumps(back).encode())
+                await u.wait([back["id"]])
                 # an older unit's vehicle_open (no direction) is still accepted
                 old = {"kind": "vehicle_open", "v": 1, "id": uuid7(), "unit": "cp-v2",
                        "seq": 99, "ts": 1.7e9, "plate": "京C11111"}  # fmt: skip
@@ -143,6 +152,12 @@ def test_checkpoint_steps_manual_people_and_box_checks(broker, issuer, db_url) -
         vid2, early_ts = got["early"]
         row = store.one("SELECT plate, direction, advice_ts FROM vehicles WHERE id = ?", (vid2,))
         assert row[0] == "京B54321" and row[1] == "in" and row[2] == pytest.approx(early_ts)
+        outcomes = store.all(
+            "SELECT id, turned_back, why, outcome FROM vehicles WHERE id IN (?, ?)", (vid, vid2)
+        )
+        assert sorted(tuple(r) for r in outcomes) == sorted(
+            [(vid, 1, "fever", "referred"), (vid2, 1, "red code", "turned_back")]
+        )
         members = store.tube("100000000071")["members"]
         assert [m["sid"] for m in members] == ["manual:" + manual_id_hash("110101X")[:32]]
         body = store.one(
