@@ -191,6 +191,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         max_batch = self.cfg.hub.max_batch
         qos = self.cfg.hub.result_qos
+        failing = 0  # consecutive failed commits
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -202,14 +203,24 @@ class Worker:
                 tc0 = self._t_staged = time.perf_counter()
                 try:
                     secs = await self._commit(loop, works)
-                except Exception:
+                except Exception as exc:
                     # Nothing of the batch is stored or acknowledged: keep it and try again,
-                    # so a database restart delays verdicts instead of losing events.
-                    log.exception("commit of %d events failed; retrying in 1 s", len(works))
+                    # so a database restart or a full disk delays verdicts instead of losing
+                    # events. The first failure is logged with its traceback, then a few
+                    # lines a minute while it lasts.
+                    failing += 1
+                    if failing == 1:
+                        log.exception("commit of %d events failed; retrying every 1 s", len(works))
+                    else:
+                        self._rejects.warn("commit_failed", "commit still failing (%d tries): %s",
+                                           failing, exc)  # fmt: skip
                     self._pending[:0] = batch
                     self._in_commit = 0
                     await asyncio.sleep(1.0)
                     continue
+                if failing:
+                    log.warning("commit works again after %d failed tries", failing)
+                    failing = 0
                 self._in_commit = 0
                 tc1 = time.perf_counter()
                 if secs > 0.02:

@@ -117,6 +117,51 @@ def test_redelivered_events_answered_from_the_store_and_stored_once(broker, issu
     arun(main())
 
 
+def test_a_failing_commit_keeps_the_batch_until_the_store_recovers(
+    broker, issuer, tmp_path, caplog
+):
+    """A full disk (or a database away): nothing is answered or acknowledged while commits
+    fail, nothing is lost, and the log says so once with a traceback, not every second."""
+    import sqlite3
+
+    db = str(tmp_path / "hub.db")
+    store = open_store(db)
+    real_commit_tx = store.commit_tx
+    failures = {"left": 3}
+
+    def commit_tx() -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            store.rollback()
+            raise sqlite3.OperationalError("database or disk is full")
+        real_commit_tx()
+
+    store.commit_tx = commit_tx  # type: ignore[method-assign]
+    cfg = hub_config(broker, issuer, db)
+
+    async def main() -> None:
+        worker = Worker(cfg, store=store)
+        await worker.start()
+        try:
+            async with Units(broker.url, ["cp-f"]) as u:
+                scans = [u.send(u.event(Scan, "cp-f", code=issuer.hp1(), temps=[36.6]))
+                         for _ in range(5)]  # fmt: skip
+                await asyncio.sleep(0.5)
+                assert not u.results  # no verdict before its commit
+                await u.wait([s.id for s in scans], timeout=20)
+                assert all(len(u.results[s.id]) == 1 for s in scans)
+        finally:
+            await worker.stop()
+
+    with caplog.at_level("WARNING", logger="checkpost.hub.loop"):
+        arun(main())
+    assert failures["left"] == 0 and store.count_events() == 5
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 1 and "disk is full" in caplog.text
+    assert "commit works again after 3 failed tries" in caplog.text
+    store.close()
+
+
 def test_malformed_inputs_are_rejected_and_the_loop_lives(broker, issuer, tmp_path):
     cfg = hub_config(broker, issuer, str(tmp_path / "hub.db"))
 
