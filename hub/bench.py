@@ -150,6 +150,27 @@ def _cpu_window(pids: dict[str, int], start_at: float, seconds: float, out: dict
     return t
 
 
+def cpu_budget(cpu: dict[str, float], per_s: float, cores: int) -> dict[str, Any]:
+    """What one event costs in CPU, per process group (us), and the rate at which the
+    measured processes would fill every core at that cost (`machine_ceiling_per_s`): on a
+    small machine the hub shares with its broker and simulators, that says whether a rate
+    is the hub's limit or the machine's. "worker" is the hub, "sim" the load generator."""
+    if per_s <= 0:
+        return {}
+    groups: dict[str, float] = {}
+    for name, cores_used in cpu.items():
+        if name == "others":
+            continue
+        group = name.rstrip("0123456789")
+        groups[group] = groups.get(group, 0.0) + cores_used
+    us = {g: round(c / per_s * 1e6, 1) for g, c in groups.items()}
+    total = sum(groups.values())
+    return {
+        "cpu_us_per_event": us,
+        "machine_ceiling_per_s": round(cores / total * per_s) if total else None,
+    }
+
+
 def es256_baseline(seconds: float) -> float:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -543,6 +564,7 @@ def _run_phase(
     sampler.join(1)
     if cpu:
         summary["cpu_cores"] = cpu
+        summary.update(cpu_budget(cpu, summary["per_s"], os.cpu_count() or 1))
     if kind == "checkpoint":
         expected: dict[str, int] = {}
         for r in ok:
