@@ -20,7 +20,8 @@ core of the 2-vCPU dev machine; a Pi 4 core is ~3-5x slower):
    the bars' direction when it has one. Those blobs merge a phone's QR with its text and
    a label's bars with the clutter they touch, so two finer cuts come first: **QR blobs**
    (textured cells >= 3 cells thick whose gradients, pooled over 3x3 cells, have no one
-   direction: the QR's own outline) and **bar blobs** (textured cells whose pooled
+   direction: the QR's own outline; when such a block merged with the texture beside
+   it, its largest solid square) and **bar blobs** (textured cells whose pooled
    gradients share one direction: the bars alone, with their box).
 4. **Cheap looks at each candidate**: a QR blob's crop and its upscaled, sharpened crop
    (a blob of a phone's QR size gets its whole ladder here, before anything else); for
@@ -30,9 +31,15 @@ core of the 2-vCPU dev machine; a Pi 4 core is ~3-5x slower):
    other blobs.
 5. **Fallbacks, only on candidates, only within the budget**: for QR the crop upscaled
    and sharpened (small modules, soft focus: zxing samples one pixel per module, which
-   at 2 px per module is as often the neighbour's), the darkest colour channel (tinted
-   health codes), sharpened (defocus), upscaled and smoothed (low-light noise), pyzbar,
-   a global binarizer (glare), pyzbar inverted (zxing tries inverted codes itself); for
+   at 2 px per module is as often the neighbour's), deblurred (defocus: a Wiener
+   deconvolution of the blur measured on the crop), denoised within the modules and
+   sharpened (low light), the darkest colour channel (tinted health codes), deblurred
+   less damped and wider, an adaptive threshold handed over as a binary image (glare,
+   moire), upscaled and smoothed (low-light noise), sharpened, pyzbar, a global
+   binarizer (glare), pyzbar inverted (zxing tries inverted codes itself). A large
+   crop's fallbacks work on it reduced to 400 px (its modules are big) so that several
+   fit in the budget; zxing checks the QR's error correction whatever image it is
+   handed, so no fallback can turn clutter into text; for
    bars a profile averaged along the bars and sharpened, upper/middle/lower bands (a
    finger across the code, the flat middle of a tube), pyzbar, OpenCV's barcode
    *detector* as a second opinion on the box (never its decoder, which cannot read
@@ -106,6 +113,7 @@ class _Region:
     coherence: float = 0.0
     codelike: bool = True  # worth the expensive fallbacks (see _locate)
     qr_blob: bool = False  # a solid, square-ish block of 2-D texture: a QR's own outline
+    cut: bool = False  # a QR blob cut out of a larger blob (see _solid_square): less sure
     read: bool = False  # tracked because it was read (not merely seen)
     bar_blob: bool = False  # cut out of a blob by its bars' direction (see _bar_blobs)
     resume: int = 0  # fallback ladder step where the last frame's budget ran out
@@ -263,11 +271,14 @@ class StationDecoder:
             # A blob of at least a phone's QR size (>= 96 px a side: HP1/HC1 codes have
             # >= 57 modules of >= 2 px; clutter that passes for a QR blob is smaller)
             # gets its whole ladder here; a smaller one (a tube's QR, or clutter) only the
-            # two steps, so that the bars of a tube are not kept waiting.
+            # two steps, so that the bars of a tube are not kept waiting. So does a square
+            # cut out of a larger blob (see _qr_blobs): the two steps read most of those
+            # (moire on a phone's screen), and its whole ladder here cost 0.1-0.3 ms in
+            # the median frame of seeds 20261123, 424242 and 31337 for 1-2 more reads.
             for reg in blobs:
                 if found or _now() > deadline:
                     break
-                sure = min(reg.x1 - reg.x0, reg.y1 - reg.y0) >= self.sure_qr_px
+                sure = min(reg.x1 - reg.x0, reg.y1 - reg.y0) >= self.sure_qr_px and not reg.cut
                 self._read_region(
                     gray, color, reg, found, deadline, cheap=False, upto=None if sure else 2
                 )
@@ -376,18 +387,35 @@ class StationDecoder:
         coh = np.sqrt((sxx - syy) ** 2 + 4 * sxy * sxy) / (sxx + syy + 1e-3)
         m = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
         m &= (coh < self.coherence_qr).astype(np.uint8)
-        n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
         blobs = []
         for i in range(1, n):
             x, y, w, h, a = (int(v) for v in stats[i])
             # >= 5 cells (40 px) a side: the smallest QR a station reads (21 modules at 2 px)
-            if min(w, h) < 5 or a < 0.4 * w * h or max(w, h) > 1.6 * min(w, h):
+            if min(w, h) < 5:
                 continue
-            blobs.append((a, x, y, w, h))
+            sq = None
+            if a < 0.4 * w * h or max(w, h) > 1.6 * min(w, h):
+                # a phone's QR merged with the texture beside it (its text, the moire on
+                # its screen): the largest solid square inside the blob is the code. Only
+                # a phone's size (>= 96 px): smaller squares cut out of blobs are mostly
+                # a label's text and bars (seeds 20261123 and 424242: 173 of 295 squares
+                # under 96 px were on Code 128 frames, costing their bars' budget).
+                side = self.sure_qr_px // 8
+                if min(w, h) < side or a < side * side:
+                    continue  # no room for such a square: not worth a distance transform
+                sq = _solid_square(cv2, labels[y : y + h, x : x + w] == i, side)
+                if sq is None:
+                    continue
+                sx, sy, w, h = sq
+                x, y = x + sx, y + sy
+                a = w * h
+            blobs.append((a, x, y, w, h, sq is not None))
         out = []
-        for _, x, y, w, h in sorted(blobs, reverse=True)[:2]:
+        for _, x, y, w, h, cut in sorted(blobs, reverse=True)[:2]:
             reg = _Region(x * 8, y * 8, (x + w) * 8, (y + h) * 8, QR)
             reg.qr_blob = True
+            reg.cut = cut
             out.append(reg)
         if self.station == "sampling":
             out.extend(self._bar_blobs(mask, coh, sxx, syy, sxy))
@@ -555,7 +583,6 @@ class StationDecoder:
     ) -> None:
         """Decode a region: ``cheap`` one look at a crop; otherwise the fallback ladder,
         steps ``skip`` to ``upto`` of it (a QR blob's first two run early, see read())."""
-        cv2 = self._cv2
         h, w = gray.shape
         bw, bh = reg.x1 - reg.x0, reg.y1 - reg.y0
         # a QR blob's box is the code's outline to a cell (8 px): a smaller margin keeps
@@ -575,76 +602,111 @@ class StationDecoder:
             return
         # a QR seen by zxing is a QR; a locator blob may be bars that the blur made isotropic
         fmts = self._fmt_qr if reg.kind == QR and reg.box is None else self._formats
-        # The ladder: each step addresses one measured cause of a miss.
-        steps: list[tuple[str, Callable[[], None]]] = []
-        short = min(crop.shape)
+        colour = None if color is None else color[y0:y1, x0:x1]
+        steps, px = self._region_steps(crop, colour, fmts, found, off)
+        self._ladder(steps, reg, skip, len(steps) if upto is None else upto, deadline, px, found)
 
-        def zx(
-            img: np.ndarray | Callable[[], np.ndarray],
-            scale: float,
-            stage: str,
-            binarizer: Any = None,
-        ) -> Callable[[], None]:
-            """A zxing step; ``img`` may be a function so the image is made only if run."""
-            return lambda: self._zxing(
-                img() if callable(img) else img,
-                scale,
+    def _region_steps(
+        self,
+        crop: np.ndarray,
+        colour: np.ndarray | None,
+        fmts: tuple,
+        found: dict,
+        off: tuple[float, float],
+    ) -> tuple[list[tuple[str, Callable[[], None]]], dict[str, float]]:
+        """The fallback ladder for a 2-D candidate, most productive first, and the pixels
+        each step works on (what its learnt cost is per). Each step addresses one
+        measured cause of a miss; each image is made only if its step runs (the budget
+        usually stops a miss after the first four or five).
+
+        Measured on corpus seeds 20261123 and 424242 (QR misses of the ladder before it,
+        read by the step on the locator's own crop, budget aside): ``deblur`` 17 of 91;
+        then of the 75 left, ``bilateral`` 9 (low light), ``deblur-wide`` 3 and an
+        adaptive threshold 3 (glare, moire) that no other step read."""
+        cv2 = self._cv2
+        base, k = _working_scale(cv2, crop)
+        to_crop = crop.shape[1] / base.shape[1] / k  # working pixels -> crop pixels
+        sigma: list[float] = []  # the blur, measured once if a deblur step runs
+
+        def blur() -> float:
+            if not sigma:
+                sigma.append(_blur_sigma(cv2, base))
+            return sigma[0]
+
+        def zx(make: Callable[[], np.ndarray], stage: str, scale: float = to_crop) -> Any:
+            # no downscaled pass on an image upscaled on purpose (the crop step has it)
+            return stage, lambda: self._zxing(
+                make(), scale, fmts, found, None, stage, offset=off, try_downscale=scale == 1.0
+            )
+
+        def binary(make: Callable[[], np.ndarray], stage: str) -> Any:
+            return stage, lambda: self._zxing(
+                make(),
+                to_crop,
                 fmts,
                 found,
                 None,
                 stage,
                 offset=off,
-                binarizer=binarizer,
+                binarizer=self._zx.Binarizer.FixedThreshold,
+                try_downscale=False,
             )
 
-        steps.append(("crop", zx(crop, 1.0, "crop")))
-        area = crop.shape[0] * crop.shape[1]
-        if short < 480:
-            # Small modules (2-3.5 px) and soft focus: zxing samples each module at one
-            # pixel of a grid fitted to the finder patterns, and at 2 px per module that
-            # pixel is as often the neighbour's. Upscaled (cubic) and sharpened against the
-            # defocus, the same code reads: the single fallback that recovered the most
-            # QR frames on corpus seed 7.
-            k = 2.0 if short < 320 else 1.5
+        def deblurred(nsr: float, wider: float = 1.0) -> np.ndarray:
+            return _up(cv2, _deblur(cv2, base, min(3.0, wider * blur()), nsr), k)
 
-            def up(img: np.ndarray, how: str) -> np.ndarray:
-                big = cv2.resize(img, None, fx=k, fy=k, interpolation=cv2.INTER_CUBIC)
-                if how == "sharpen":
-                    return _sharpen(cv2, big, 1.25 * k, 1.5)
-                return cv2.GaussianBlur(big, (0, 0), 0.75 * k)
-
-            steps.append(("up-sharpen", zx(lambda: up(crop, "sharpen"), 1.0 / k, "up-sharpen")))
-        if color is not None:
-            steps.append(
-                (
-                    "min-channel",
-                    lambda: self._zxing(
-                        _min_channel(cv2, color[y0:y1, x0:x1]),
-                        1.0,
-                        fmts,
-                        found,
-                        None,
-                        "min-channel",
-                        offset=off,
-                    ),
-                )
-            )
-        steps.append(("sharpen", zx(lambda: _sharpen(cv2, crop), 1.0, "sharpen")))
-        if short < 480:
-            # low light: sensor noise breaks the binarizer's local thresholds; smoothing
-            # the upscaled crop averages it out while keeping the modules
-            steps.append(("up-smooth", zx(lambda: up(crop, "smooth"), 1.0 / k, "up-smooth")))
-        if area < 250_000:  # zbar costs ~10-30 ns per pixel: only on small crops
+        steps: list[tuple[str, Callable[[], None]]] = [
+            zx(lambda: crop, "crop", 1.0),
+            # upscaled and sharpened against soft focus: the fallback that recovered the
+            # most QR frames on corpus seed 7
+            zx(lambda: _sharpen(cv2, _up(cv2, base, k), 1.25 * k, 1.5), "up-sharpen"),
+            # defocus beyond what a sharpening kernel undoes: invert the measured blur
+            zx(lambda: deblurred(0.03), "deblur"),
+            # low light: sensor noise smoothed away on either side of the edges, sharpened
+            zx(
+                lambda: _sharpen(cv2, _up(cv2, _bilateral(cv2, base), k), 1.25 * k, 1.5),
+                "bilateral",
+            ),
+        ]
+        if colour is not None:
+            # a green or red health code on white: the darkest channel has full contrast
+            steps.append(zx(lambda: _min_channel(cv2, colour), "min-channel", 1.0))
+        steps += [
+            # the same inverse with less damping (clean frames), and for a wider blur
+            zx(lambda: deblurred(0.01), "deblur-fine"),
+            zx(lambda: deblurred(0.01, wider=1.3), "deblur-wide"),
+            # glare and moire: a threshold from each module's neighbourhood, not zxing's
+            # 40-px blocks, handed over as an already-binary image
+            binary(lambda: _adaptive(cv2, _up(cv2, base, k), k), "up-adaptive"),
+            # low light: smoothing the upscaled crop averages the noise, keeps the modules
+            zx(lambda: cv2.GaussianBlur(_up(cv2, base, k), (0, 0), 0.75 * k), "up-smooth"),
+            zx(lambda: _sharpen(cv2, crop), "sharpen", 1.0),
+        ]
+        if crop.size < 250_000:  # zbar costs ~10-30 ns per pixel: only on small crops
             steps.append(("zbar", lambda: self._zbar_read(crop, found, "zbar", off)))
         steps.append(
-            ("global-bin", zx(crop, 1.0, "global-bin", self._zx.Binarizer.GlobalHistogram))
+            (
+                "global-bin",
+                lambda: self._zxing(
+                    crop,
+                    1.0,
+                    fmts,
+                    found,
+                    None,
+                    "global-bin",
+                    offset=off,
+                    binarizer=self._zx.Binarizer.GlobalHistogram,
+                ),
+            )
         )
-        if area < 250_000:
+        if crop.size < 250_000:
             steps.append(
                 ("zbar-inverted", lambda: self._zbar_read(255 - crop, found, "zbar-inverted", off))
             )
-        px = float(crop.size)
-        self._ladder(steps, reg, skip, len(steps) if upto is None else upto, deadline, px, found)
+        # steps at the crop's own resolution, the others on the working image
+        at_crop = {"crop", "min-channel", "sharpen", "zbar", "global-bin", "zbar-inverted"}
+        work = float(base.size) * k * k
+        return steps, {name: float(crop.size) if name in at_crop else work for name, _ in steps}
 
     def _read_1d_box(
         self,
@@ -765,14 +827,15 @@ class StationDecoder:
         lo: int,
         hi: int,
         deadline: float,
-        px: float,
+        px: float | dict[str, float],
         found: dict,
     ) -> None:
         """Run ``steps[lo:hi]`` while affordable, stopping at the first read.
 
-        With a tracked region (``reg``), start at the step where the last frame's budget
-        ran out and wrap around: a code held in view gets every fallback within a few
-        frames instead of the first few fallbacks on every frame."""
+        ``px`` is the pixels the steps work on, or each step's (by name) when they work
+        at different scales. With a tracked region (``reg``), start at the step where the
+        last frame's budget ran out and wrap around: a code held in view gets every
+        fallback within a few frames instead of the first few fallbacks on every frame."""
         order = list(range(lo, hi))
         if reg is not None and lo <= reg.resume < hi:
             k = order.index(reg.resume)
@@ -781,11 +844,12 @@ class StationDecoder:
             name, step = steps[i]
             if found:
                 return
-            if not self._affordable(name, deadline, px):
+            pixels = px[name] if isinstance(px, dict) else px
+            if not self._affordable(name, deadline, pixels):
                 if reg is not None:
                     reg.resume = i
                 return
-            self._timed(name, step, px)
+            self._timed(name, step, pixels)
 
     def _affordable(self, name: str, deadline: float, pixels: float) -> bool:
         """Whether step ``name`` on ``pixels`` is expected to finish before the deadline.
@@ -942,6 +1006,54 @@ def _refine_bars(cv2: Any, gray: np.ndarray, box: np.ndarray) -> np.ndarray:
     return np.array([u * a + v * c, u * b + v * c, u * b + v * d, u * a + v * d], np.float32)
 
 
+def _solid_square(
+    cv2: Any, cells: np.ndarray, min_side: int = 5
+) -> tuple[int, int, int, int] | None:
+    """The largest solid square of ``cells`` (a blob's boolean cell mask), grown a row or
+    column at a time while the added line is at least half inside the blob and the box
+    stays square (a rolled QR's corners stick out of its inscribed square on all four
+    sides; the texture beside a code is on one side only, so growing towards it soon
+    stops); ``(x, y, w, h)`` in cells, or None when it has fewer than ``min_side``."""
+    padded = np.pad(cells.astype(np.uint8), 1)
+    dist = cv2.distanceTransform(padded, cv2.DIST_C, 3)[1:-1, 1:-1]
+    r = int(dist.max())
+    if r < 3:
+        return None
+    cy, cx = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    box = [int(cx) - r + 1, int(cy) - r + 1, int(cx) + r, int(cy) + r]  # x0 y0 x1 y1
+
+    grown = True
+    while grown:
+        grown = False
+        for side in range(4):  # left, top, right, bottom
+            line = _outside_line(cells, box, side)
+            bigger = box.copy()
+            bigger[side] += -1 if side < 2 else 1
+            bw, bh = bigger[2] - bigger[0], bigger[3] - bigger[1]
+            square = max(bw, bh) <= max(1.15 * min(bw, bh), min(bw, bh) + 1)
+            if line is not None and square and line.mean() >= 0.5:
+                box, grown = bigger, True
+                break
+    x0, y0, x1, y1 = box
+    if min(x1 - x0, y1 - y0) < min_side:
+        return None
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def _outside_line(cells: np.ndarray, box: list[int], side: int) -> np.ndarray | None:
+    """The row or column of ``cells`` just outside ``box`` (x0, y0, x1, y1, half-open) on
+    ``side`` (0 left, 1 top, 2 right, 3 bottom); None at the edge of ``cells``."""
+    x0, y0, x1, y1 = box
+    h, w = cells.shape
+    if side == 0:
+        return cells[y0:y1, x0 - 1] if x0 > 0 else None
+    if side == 1:
+        return cells[y0 - 1, x0:x1] if y0 > 0 else None
+    if side == 2:
+        return cells[y0:y1, x1] if x1 < w else None
+    return cells[y1, x0:x1] if y1 < h else None
+
+
 def _oriented_box(pts: np.ndarray, theta: float) -> np.ndarray:
     """Box around ``pts`` with its first edge along angle ``theta`` (radians)."""
     u = np.array([np.cos(theta), np.sin(theta)], np.float32)
@@ -961,6 +1073,88 @@ def _sharpen(cv2: Any, img: np.ndarray, sigma: float = 2.0, amount: float = 1.0)
     """Unsharp mask: ``img + amount * (img - blurred)``."""
     blur = cv2.GaussianBlur(img, (0, 0), sigma)
     return cv2.addWeighted(img, 1.0 + amount, blur, -amount, 0)
+
+
+def _working_scale(cv2: Any, crop: np.ndarray) -> tuple[np.ndarray, float]:
+    """The image a 2-D candidate's fallbacks work on, and how much they upscale it.
+
+    Small modules (2-3.5 px): zxing samples each module at one pixel of a grid fitted to
+    the finder patterns, and at 2 px per module that pixel is as often the neighbour's;
+    upscaled (cubic) 2x or 1.5x, the grid lands inside the modules. A crop of >= 480 px
+    holds a large code (>= 5 px per module for the densest health code): its fallbacks
+    work on it reduced to 400 px, where each costs a third as much, so that several fit
+    in the budget instead of none."""
+    short = min(crop.shape[:2])
+    if short < 320:
+        return crop, 2.0
+    if short < 480:
+        return crop, 1.5
+    f = 400.0 / short
+    return cv2.resize(crop, None, fx=f, fy=f, interpolation=cv2.INTER_AREA), 1.0
+
+
+def _up(cv2: Any, img: np.ndarray, k: float) -> np.ndarray:
+    """``img`` upscaled ``k`` times (cubic); unchanged for ``k`` = 1."""
+    if k == 1.0:
+        return img
+    return cv2.resize(img, None, fx=k, fy=k, interpolation=cv2.INTER_CUBIC)
+
+
+def _bilateral(cv2: Any, img: np.ndarray) -> np.ndarray:
+    """Noise smoothed within each module but not across module edges."""
+    return cv2.bilateralFilter(img, 5, 30, 3)
+
+
+def _adaptive(cv2: Any, img: np.ndarray, k: float) -> np.ndarray:
+    """Binarised against a Gaussian mean over ~15 px (scaled by ``k``): a few modules,
+    so a glare spot or a moire band moves the threshold with it."""
+    smooth = cv2.GaussianBlur(img, (0, 0), 0.75 * k)
+    block = int(15 * k) | 1
+    return cv2.adaptiveThreshold(
+        smooth, 255, cv2.ADAPTIVE_THRESH_GAUSSIAN_C, cv2.THRESH_BINARY, block, 0
+    )
+
+
+def _blur_sigma(cv2: Any, crop: np.ndarray) -> float:
+    """The Gaussian blur (sigma, px) of a code crop, from its sharpest edges.
+
+    A step edge of contrast C blurred by a Gaussian of width sigma has a steepest slope
+    of C / (sqrt(2 pi) sigma); a code has edges everywhere, so the 99th percentile of the
+    gradient and the 5-95 % spread of the grey levels of the crop's middle (the code, not
+    the carrier around it) give sigma. It reads ~1.0 px on a sharp frame (the light
+    pre-smoothing against noise, JPEG) and rises with defocus; clamped to 0.8-3 px.
+    """
+    h, w = crop.shape
+    inner = crop[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4].astype(np.float32)
+    smooth = cv2.GaussianBlur(inner, (0, 0), 0.7)
+    lo, hi = np.percentile(smooth[::2, ::2], [5, 95])  # every 4th pixel is enough
+    gx = cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3)
+    slope = float(np.percentile(cv2.magnitude(gx, gy)[::2, ::2], 99)) / 8.0  # Sobel: 8x
+    return float(np.clip((hi - lo) / (np.sqrt(2 * np.pi) * slope + 1e-3), 0.8, 3.0))
+
+
+def _deblur(cv2: Any, img: np.ndarray, sigma: float, nsr: float) -> np.ndarray:
+    """Wiener deconvolution of a Gaussian blur of ``sigma`` px: each frequency is divided
+    by the blur's gain G, damped where G is small (``nsr``, the noise-to-signal ratio)
+    so noise is not amplified without bound. Reflected borders keep the crop's edges
+    from ringing into the code. Nothing is invented: zxing still checks the QR's error
+    correction on whatever grid it samples."""
+    f = img.astype(np.float32)
+    h, w = f.shape
+    pad = int(3 * sigma) + 4
+    hh = cv2.getOptimalDFTSize(h + 2 * pad)
+    ww = cv2.getOptimalDFTSize(w + 2 * pad)
+    f = cv2.copyMakeBorder(f, pad, hh - h - pad, pad, ww - w - pad, cv2.BORDER_REFLECT)
+    # the Gaussian's gain is separable: an outer product of two 1-D gains
+    c = np.float32(-2 * (np.pi * sigma) ** 2)
+    fy = np.fft.fftfreq(hh).astype(np.float32)
+    fx = np.fft.rfftfreq(ww).astype(np.float32)
+    gain = np.outer(np.exp(c * fy * fy), np.exp(c * fx * fx))
+    # damped only where the blur took most of the signal: the mean grey is kept
+    wiener = gain / (gain * gain + np.float32(nsr) * (1 - gain * gain))
+    out = np.fft.irfft2(np.fft.rfft2(f) * wiener, s=(hh, ww))
+    return np.clip(out[pad : pad + h, pad : pad + w], 0, 255).astype(np.uint8)
 
 
 def _merge(regions: Iterable[_Region]) -> list[_Region]:
