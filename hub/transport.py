@@ -15,11 +15,10 @@ Three things gmqtt does not give us directly, done here:
   acknowledged, and an old packet id must never acknowledge a new message;
 - a fast path for the packets of the hot loop (`_fast_reader`, `Link.publish`): QoS 0/1
   PUBLISH without properties, PUBACKs of our own publishes, and the PUBLISH / PUBACK
-  packets we send are parsed and built here in a few byte operations (measured:
-  receiving a PUBLISH 3.2 -> 0.8 us, sending one at QoS 1 3.2 -> 1.5 us; gmqtt builds
+  packets we send are parsed and built here in a few byte operations (gmqtt builds
   packet objects and property dicts and makes eight debug-log calls per event; in
   `checkpost bench hub` the raw broker round trip went 24k -> 30k/s and sampling events
-  8.1k -> 8.5k/s). Everything else (CONNECT,
+  8.1k -> 8.5k/s, runs minutes apart). Everything else (CONNECT,
   SUBSCRIBE, pings, packets with properties, anything unexpected) still goes through
   gmqtt, in arrival order. Our QoS 1 publishes also follow MQTT 5 flow control: at most
   the broker's receive maximum unacknowledged (Mosquitto announces 20 by default; past
