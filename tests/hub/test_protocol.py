@@ -43,7 +43,7 @@ seq = st.integers(min_value=0, max_value=2**63 - 1)
 
 
 def texts(**kw):
-    return st.text(st.characters(exclude_characters="\x00"), **kw)
+    return st.text(st.characters(codec="utf-8", exclude_characters="\x00"), **kw)
 
 
 short = texts(min_size=1, max_size=64)
