@@ -6,7 +6,9 @@ durable when it returns, after which the loop may publish verdicts. Inside the b
 - checkpoint-type events (scans, temperatures, vehicles, staff overrides) are idempotent
   by construction, so they go in bulk: pass tokens first (replay detection by the
   `pass_tokens` primary key), then the events themselves with `ON CONFLICT (id) DO
-  NOTHING`; ids that did not insert were stored before and are answered from the store;
+  NOTHING`; ids that did not insert were stored before and are answered from the store
+  (on PostgreSQL a batch of scans and temperatures alone is one autocommitted call that
+  does the same: see `at_once`);
 - sampling events change shared state, so each first claims its id (insert the event
   row; SQLite, the only writer during its transaction, looks the ids up instead), then
   applies its rule with constraints and row locks, then writes its result.
