@@ -124,3 +124,25 @@ def test_qr_like_texture_reads_nothing_after_every_fallback(blur: float) -> None
     assert dec.read(frame) == []
     # the texture earned the whole ladder, the deconvolutions included
     assert {"deblur", "deblur-fine", "deblur-wide", "up-adaptive", "bilateral"} <= set(dec._cost)
+
+
+def test_steps_that_rebuild_module_edges_read_qr_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deconvolution, edge-preserving smoothing and a local threshold invent edges: QR's
+    error correction refuses a wrong reconstruction, Code 128's one check character may
+    not (a deblurred tube label once read ...627 for ...628). On a sampling station, those
+    steps must ask zxing for QR only; the plain looks keep Code 128."""
+    station = StationDecoder(station="sampling", track=False, budget_ms=1000, debounce_s=0)
+    asked: dict[str, tuple] = {}
+
+    def record(img, scale, formats, found, candidates, stage, **kw):
+        asked[stage] = formats
+
+    monkeypatch.setattr(station, "_zxing", record)
+    crop = _modules(3, n=60, px=4)
+    steps, _ = station._region_steps(crop, None, station._formats, {}, (0.0, 0.0))
+    for _, run in steps:
+        run()
+    rebuilt = {"deblur", "deblur-fine", "deblur-wide", "bilateral", "up-adaptive"}
+    assert rebuilt <= set(asked)
+    assert all(asked[s] == station._fmt_qr for s in rebuilt)
+    assert asked["crop"] == station._formats and len(station._formats) == 2
