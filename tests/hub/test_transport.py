@@ -64,45 +64,42 @@ def test_qos1_publishes_respect_a_small_receive_maximum() -> None:
         assert [int(p) for _, p in got] == list(range(500))
 
 
+async def _exchange(url: str, n: int, send: Any) -> list[tuple[str, bytes]]:
+    """A receiver subscribed to t/#, then `send(tx)` on a second link; what arrived."""
+    rx = Link(url)
+    rx_task = asyncio.ensure_future(_collect(rx, n))
+    await asyncio.sleep(0.3)
+    tx = Link(url)
+    await send(tx)
+    got = await rx_task
+    await tx.disconnect()
+    await rx.disconnect()
+    return got
+
+
 def test_publish_before_connect_waits_and_qos0_is_dropped() -> None:
+    async def send(tx: Link) -> None:
+        tx.publish("t/a", b"kept", 1)  # no connection yet: waits for one
+        tx.publish("t/a", b"lost", 0)  # QoS 0 without a connection: dropped
+        assert tx.dropped == 1 and len(tx._waiting) == 1
+        await tx.connect()
+
     with PrivateBroker() as broker:
-
-        async def main() -> list[tuple[str, bytes]]:
-            rx = Link(broker.url)
-            rx_task = asyncio.ensure_future(_collect(rx, 1))
-            await asyncio.sleep(0.3)
-            tx = Link(broker.url)
-            tx.publish("t/a", b"kept", 1)  # no connection yet: waits for one
-            tx.publish("t/a", b"lost", 0)  # QoS 0 without a connection: dropped
-            assert tx.dropped == 1 and len(tx._waiting) == 1
-            await tx.connect()
-            got = await rx_task
-            await tx.disconnect()
-            await rx.disconnect()
-            return got
-
-        assert arun(main()) == [("t/a", b"kept")]
+        assert arun(_exchange(broker.url, 1, send)) == [("t/a", b"kept")]
 
 
 def test_messages_with_properties_go_through_gmqtt() -> None:
     """The fast path takes PUBLISH without properties; one with properties (here a
     message expiry set by another client) is parsed by gmqtt and delivered the same."""
+
+    async def send(tx: Link) -> None:
+        await tx.connect()
+        tx.client.publish("t/p", b"with-expiry", qos=1, message_expiry_interval=60)
+        tx.publish("t/p", b"plain", 1)
+
     with PrivateBroker() as broker:
-
-        async def main() -> list[tuple[str, bytes]]:
-            rx = Link(broker.url)
-            rx_task = asyncio.ensure_future(_collect(rx, 2))
-            await asyncio.sleep(0.3)
-            tx = Link(broker.url)
-            await tx.connect()
-            tx.client.publish("t/p", b"with-expiry", qos=1, message_expiry_interval=60)
-            tx.publish("t/p", b"plain", 1)
-            got = await rx_task
-            await tx.disconnect()
-            await rx.disconnect()
-            return got
-
-        assert sorted(arun(main())) == [("t/p", b"plain"), ("t/p", b"with-expiry")]
+        got = arun(_exchange(broker.url, 2, send))
+    assert sorted(got) == [("t/p", b"plain"), ("t/p", b"with-expiry")]
 
 
 # -- the packet splitter, without a broker ---------------------------------------------------
