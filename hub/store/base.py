@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,26 +198,36 @@ class Store:
         """
         t0 = time.perf_counter()
         if self.at_once(batch):
-            self._commit_at_once(batch, policy)
-            return time.perf_counter() - t0
-        for attempt in range(1, self.max_attempts + 1):
-            for w in batch:
-                w.reset()
-            try:
+            self._attempts(batch, lambda: self._commit_at_once(batch, policy))
+        else:
+
+            def attempt() -> None:
                 self.begin()
                 self._apply(batch, policy)
                 self.commit_tx()
-                return time.perf_counter() - t0
+
+            self._attempts(batch, attempt)
+        return time.perf_counter() - t0
+
+    def _attempts(self, batch: list[Work], attempt: Callable[[], None]) -> None:
+        """Run `attempt` (one whole try at the batch, from its `pre_*` fields) until it
+        succeeds, retrying on a retryable engine error up to `max_attempts`; anything
+        else rolls back and propagates."""
+        for n in range(1, self.max_attempts + 1):
+            for w in batch:
+                w.reset()
+            try:
+                attempt()
+                return
             except self.retryable as exc:
                 self.rollback()
-                if attempt == self.max_attempts:
+                if n == self.max_attempts:
                     raise
-                log.info("batch retry %d after %s", attempt, type(exc).__name__)
-                time.sleep(0.001 * attempt)
+                log.info("batch retry %d after %s", n, type(exc).__name__)
+                time.sleep(0.001 * n)
             except BaseException:
                 self.rollback()
                 raise
-        raise StoreError("unreachable")
 
     # Kinds an engine may store in a single statement (see `at_once`): their whole effect
     # is the pass token and the event row.
@@ -236,10 +247,9 @@ class Store:
         raise NotImplementedError
 
     def _results_both_ways(self, w: Work, policy: str) -> tuple[str | None, str | None]:
-        """Fill `w`'s outcome as if its pass was not replayed; return the verdict and
-        result it gets if the store finds it was (None, None for an event without a pass
-        token). The engine picks one inside its statement."""
-        w.reset()
+        """Fill `w`'s outcome (just reset by `_attempts`) as if its pass was not
+        replayed; return the verdict and result it gets if the store finds it was (None,
+        None for an event without a pass token). The engine picks one in its statement."""
         if w.iat is None or w.sid is None:
             self._finish(w, policy)
             return None, None
@@ -270,22 +280,12 @@ class Store:
         only `commit_tx` (the durable flush) to do. With `commit_mode = "split"` the loop
         runs this half itself and hands only the flush to the store thread, so the GIL
         changes hands twice per batch instead of once per SQL statement."""
-        for attempt in range(1, self.max_attempts + 1):
-            for w in batch:
-                w.reset()
-            try:
-                self.begin()
-                self._apply(batch, policy)
-                return
-            except self.retryable as exc:
-                self.rollback()
-                if attempt == self.max_attempts:
-                    raise
-                log.info("batch retry %d after %s", attempt, type(exc).__name__)
-                time.sleep(0.001 * attempt)
-            except BaseException:
-                self.rollback()
-                raise
+
+        def attempt() -> None:
+            self.begin()
+            self._apply(batch, policy)
+
+        self._attempts(batch, attempt)
 
     def _apply(self, batch: list[Work], policy: str) -> None:
         fast = [w for w in batch if w.kind in FAST_KINDS]
