@@ -51,6 +51,15 @@ FAST_KINDS = frozenset(
 )
 
 
+# The columns of an `events` row as `Store._event_row` builds it; every engine's insert
+# names them from here.
+EVENT_COLUMNS = (
+    "id", "unit", "seq", "kind", "unit_ts", "hub_ts", "ok", "verdict", "sid", "subject",
+    "result", "body",
+)  # fmt: skip
+INSERT_EVENTS = f"INSERT INTO events ({', '.join(EVENT_COLUMNS)})"
+
+
 @dataclass(slots=True)
 class Work:
     """One event on its way through a commit: what verification decided, then the outcome.
@@ -329,10 +338,9 @@ class Store:
         if self.claim_first:
             self.update_results([(int(w.ok), w.verdict, w.result.decode(), w.id) for w in done])
         else:  # ids known to be new: one prepared statement, no conflict handling
+            marks = ", ".join("?" * len(EVENT_COLUMNS))
             self.executemany(
-                "INSERT INTO events (id, unit, seq, kind, unit_ts, hub_ts, ok, verdict, sid, "
-                "subject, result, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [self._event_row(w, w.result) for w in done],
+                f"{INSERT_EVENTS} VALUES ({marks})", [self._event_row(w, w.result) for w in done]
             )
 
     def stored_ids(self, ids: list[str]) -> set[str]:
@@ -408,6 +416,7 @@ class Store:
                     dups.append(w)
 
     def _event_row(self, w: Work, result: bytes) -> tuple[Any, ...]:
+        """An `events` row, in the order of EVENT_COLUMNS."""
         e = w.event
         return (
             w.id,

@@ -18,14 +18,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
 import psycopg
-from checkpost.hub.store.base import Store, Work
+from checkpost.hub.store.base import EVENT_COLUMNS, INSERT_EVENTS, Store, Work
 from psycopg import errors as pgerr
 
-# Store._event_row's columns, as checkpost_scans_v1 (migration 4) names them
-_AT_ONCE_COLUMNS = (
-    "id", "unit", "seq", "kind", "unit_ts", "hub_ts", "ok", "verdict", "sid", "subject",
-    "result", "body",
-)  # fmt: skip
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _MIGRATION_LOCK = 0x636B706F7374  # "ckpost": one migrator at a time
 
@@ -117,11 +112,9 @@ class PostgresStore(Store):
     def insert_events(self, rows: list[tuple[Any, ...]]) -> set[str]:
         cols = list(zip(*rows, strict=True))
         cur = self.conn.execute(
-            "INSERT INTO events (id, unit, seq, kind, unit_ts, hub_ts, ok, verdict, sid, subject, "
-            "result, body) SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[], "
-            "%s::float8[], %s::float8[], %s::int[], %s::text[], %s::text[], %s::text[], "
-            "%s::text[], "
-            "%s::text[]) ON CONFLICT (id) DO NOTHING RETURNING id",
+            f"{INSERT_EVENTS} SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], "
+            "%s::text[], %s::float8[], %s::float8[], %s::int[], %s::text[], %s::text[], "
+            "%s::text[], %s::text[], %s::text[]) ON CONFLICT (id) DO NOTHING RETURNING id",
             [list(c) for c in cols],
         )
         return {r[0] for r in cur.fetchall()}
@@ -157,7 +150,7 @@ class PostgresStore(Store):
         for w in batch:
             verdict_r, result_r = self._results_both_ways(w, policy)
             vehicle = getattr(w.event, "vehicle", None) or ""  # a temperature has none
-            row = dict(zip(_AT_ONCE_COLUMNS, self._event_row(w, w.result), strict=True))
+            row = dict(zip(EVENT_COLUMNS, self._event_row(w, w.result), strict=True))
             row.update(iat=w.iat, vehicle=vehicle, verdict_r=verdict_r, result_r=result_r)
             rows.append(row)
         payload = msgspec.json.encode(rows).decode()

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from checkpost.hub.store.base import Store
+from checkpost.hub.store.base import INSERT_EVENTS, Store
 
 
 class SqliteStore(Store):
@@ -115,7 +115,7 @@ class SqliteStore(Store):
         return out
 
     def insert_events(self, rows: list[tuple[Any, ...]]) -> set[str]:
-        return self._insert_returning(_EVENTS, "id", rows)
+        return self._insert_returning(INSERT_EVENTS, "id", rows)
 
     def insert_tokens(
         self, rows: list[tuple[Any, ...]]
@@ -142,8 +142,4 @@ class SqliteStore(Store):
         self.conn.execute("BEGIN IMMEDIATE")
 
 
-_EVENTS = (
-    "INSERT INTO events (id, unit, seq, kind, unit_ts, hub_ts, ok, verdict, sid, subject, "
-    "result, body)"
-)
 _TOKENS = "INSERT INTO pass_tokens (sid, iat, unit, vehicle, event_id, ts)"
