@@ -697,8 +697,10 @@ class StationDecoder:
             stage: str,
             scale: float = to_crop,
             formats: tuple | None = None,
+            binarizer: Any = None,
         ) -> Any:
-            # no downscaled pass on an image upscaled on purpose (the crop step has it)
+            # no downscaled pass on an image upscaled (or reduced) on purpose: only an image
+            # at the crop's own scale gets one
             return stage, lambda: self._zxing(
                 make(),
                 scale,
@@ -708,19 +710,7 @@ class StationDecoder:
                 stage,
                 offset=off,
                 try_downscale=scale == 1.0,
-            )
-
-        def binary(make: Callable[[], np.ndarray], stage: str) -> Any:
-            return stage, lambda: self._zxing(
-                make(),
-                to_crop,
-                rebuilt,
-                found,
-                None,
-                stage,
-                offset=off,
-                binarizer=self._zx.Binarizer.FixedThreshold,
-                try_downscale=False,
+                binarizer=binarizer,
             )
 
         def deblurred(nsr: float, wider: float = 1.0) -> np.ndarray:
@@ -749,7 +739,12 @@ class StationDecoder:
             zx(lambda: deblurred(0.01, wider=1.3), "deblur-wide", formats=rebuilt),
             # glare and moire: a threshold from each module's neighbourhood, not zxing's
             # 40-px blocks, handed over as an already-binary image
-            binary(lambda: _adaptive(cv2, _up(cv2, base, k), k), "up-adaptive"),
+            zx(
+                lambda: _adaptive(cv2, _up(cv2, base, k), k),
+                "up-adaptive",
+                formats=rebuilt,
+                binarizer=self._zx.Binarizer.FixedThreshold,
+            ),
             # low light: smoothing the upscaled crop averages the noise, keeps the modules
             zx(lambda: cv2.GaussianBlur(_up(cv2, base, k), (0, 0), 0.75 * k), "up-smooth"),
             zx(lambda: _sharpen(cv2, crop), "sharpen", 1.0),
@@ -757,19 +752,7 @@ class StationDecoder:
         if crop.size < 250_000:  # zbar costs ~10-30 ns per pixel: only on small crops
             steps.append(("zbar", lambda: self._zbar_read(crop, found, "zbar", off)))
         steps.append(
-            (
-                "global-bin",
-                lambda: self._zxing(
-                    crop,
-                    1.0,
-                    fmts,
-                    found,
-                    None,
-                    "global-bin",
-                    offset=off,
-                    binarizer=self._zx.Binarizer.GlobalHistogram,
-                ),
-            )
+            zx(lambda: crop, "global-bin", 1.0, binarizer=self._zx.Binarizer.GlobalHistogram)
         )
         if crop.size < 250_000:
             steps.append(
