@@ -43,25 +43,19 @@ def publish_sealed(
 
 
 def publish_retained(broker: str, topic: str, payload: bytes, *, timeout: float = 10.0) -> None:
-    """One retained QoS 1 message on its own short connection; raises if not delivered."""
-    import uuid
+    """One retained QoS 1 message on its own short connection (the hub's one MQTT module,
+    `checkpost.hub.transport`); returns once the broker acknowledged it, raises if not."""
+    import asyncio
 
-    import paho.mqtt.client as mqtt
-    from checkpost.hub.transport import BrokerUrl
+    from checkpost.hub.transport import Link
 
-    url = BrokerUrl.parse(broker)
-    client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id=f"hub-lists-{uuid.uuid4().hex[:8]}"
-    )
-    if url.username:
-        client.username_pw_set(url.username, url.password)
-    client.connect(url.host, url.port, keepalive=30)
-    client.loop_start()
-    try:
-        info = client.publish(topic, payload, qos=1, retain=True)
-        info.wait_for_publish(timeout)
-        if not info.is_published():
-            raise TimeoutError(f"{topic}: not acknowledged by the broker within {timeout} s")
-    finally:
-        client.disconnect()
-        client.loop_stop()
+    async def send() -> None:
+        link = Link(broker)
+        await link.connect(timeout)
+        try:
+            link.publish(topic, payload, 1, retain=True)
+            await link.drained(timeout)
+        finally:
+            await link.disconnect()
+
+    asyncio.run(send())

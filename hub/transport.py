@@ -296,6 +296,19 @@ class Link:
             proto.write_data(bytes((pkt[0] | 0x08,)) + pkt[1:])
         self._send_waiting()
 
+    async def drained(self, timeout: float = 10.0) -> None:
+        """Wait until every QoS 1 publish so far is acknowledged by the broker (a short
+        connection that must not disconnect before its message is safe); TimeoutError
+        when that takes longer than `timeout`."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._inflight or self._waiting:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(
+                    f"{self.client_id}: {len(self._inflight) + len(self._waiting)} publishes "
+                    f"not acknowledged by the broker within {timeout} s"
+                )
+            await asyncio.sleep(0.005)
+
     def _install_fast_path(self) -> None:
         try:
             conn = self.client._connection

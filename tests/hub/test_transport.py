@@ -224,3 +224,11 @@ def test_varint_round_trip(n: int) -> None:
         value |= (b & 0x7F) << shift
         shift += 7
     assert value == n and len(enc) == 1 + (n >= 128) + (n >= 16384) + (n >= 2097152)
+
+
+def test_drained_raises_when_the_broker_never_acknowledges() -> None:
+    """A short connection waits for its publish to be safe; without a broker it says so."""
+    link = Link("mqtt://127.0.0.1:1")  # never connected
+    link.publish("t/x", b"pending", 1)
+    with pytest.raises(TimeoutError, match="1 publishes not acknowledged"):
+        arun(link.drained(0.05))
