@@ -100,9 +100,24 @@ class Presence:
         await self.link.connect()
 
     async def stop(self) -> None:
-        death = HubStatus(state="offline", session=self.session, ts=time.time())
+        """The retained death, acknowledged by the broker before the link closes: a clean
+        disconnect discards the will, so a death lost here would leave "online" retained."""
+        death = HubStatus(
+            state="offline",
+            session=self.session,
+            ts=time.time(),
+            policy=self.publisher.version("policy"),
+            trust=self.publisher.version("trust"),
+        )
         self.link.publish(self.topics.hub_status, encode(death), 1, retain=True)
-        await asyncio.sleep(0.05)
+        try:
+            await self.link.drained(2.0)
+        except TimeoutError as exc:
+            # not confirmed: drop the connection without DISCONNECT so the broker, if it
+            # is there at all, publishes the will ("offline") instead
+            log.warning("hub death status not confirmed, leaving it to the will: %s", exc)
+            self.link.abort()
+            return
         await self.link.disconnect()
 
 

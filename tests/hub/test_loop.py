@@ -383,5 +383,10 @@ def test_api_and_hub_presence(broker, issuer, tmp_path):
             await link.disconnect()
             return decode_hub_status(payload)
 
-        assert arun(hub_status()).state == "online"
-    assert arun(hub_status()).state == "offline"  # death published on shutdown
+        alive = arun(hub_status())
+        assert alive.state == "online" and alive.policy
+    # the death published on shutdown (acknowledged before the link closed), not the will:
+    # it has a time, and the same document versions as the birth
+    death = arun(hub_status())
+    assert death.state == "offline" and death.ts > 0
+    assert (death.policy, death.trust, death.session) == (alive.policy, alive.trust, alive.session)
