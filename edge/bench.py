@@ -103,7 +103,7 @@ def run_bench(
         if not readable(images[0], texts[0]):
             raise RuntimeError("generated frame not readable (decoder or generator broken)")
         # baseline: the bare decoder on the same frames
-        base = StationDecoder(station="checkpoint", budget_ms=12.0, debounce_s=0)
+        base = StationDecoder(station="checkpoint", debounce_s=0)
         bare = []
         for img in images:
             t0 = time.perf_counter()
@@ -147,7 +147,7 @@ def run_bench(
                 raise RuntimeError("unit could not connect to the broker")
         if station == "checkpoint":
             unit.process(Tap("plate", {"plate": "京A12345"}))
-        decoder = StationDecoder(station="checkpoint", budget_ms=12.0, debounce_s=0)
+        decoder = StationDecoder(station="checkpoint", debounce_s=0)
 
         def wait_result(eid: str, timeout: float) -> float | None:
             end = time.monotonic() + timeout

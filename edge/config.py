@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
+from checkpost.hardware.decode.pipeline import DEFAULT_BUDGET_MS
 
 from checkpost.config import ConfigError, convert
 from checkpost.settings import CoreSettings, Hc1Settings, PolicySettings, TrustSettings
@@ -42,7 +43,7 @@ class LinkSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 class CameraSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     source: str = "none"  # v4l2:0 | picamera | replay:DIR | none
     fps: Annotated[float, msgspec.Meta(ge=0, le=120)] = 15.0
-    decode_budget_ms: Annotated[float, msgspec.Meta(gt=0, le=1000)] = 12.0
+    decode_budget_ms: Annotated[float, msgspec.Meta(gt=0, le=1000)] = DEFAULT_BUDGET_MS
     debounce_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 3.0
     loop: bool = False  # replay: start again at the end (demos)
     hold: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 3  # replay: frames per image

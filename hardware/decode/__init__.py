@@ -4,7 +4,7 @@ Stable API (other parts of checkpost call these)::
 
     from checkpost.hardware.decode import StationDecoder, Read, decode_image_file
 
-    dec = StationDecoder(station="checkpoint" | "sampling", budget_ms=12.0, debounce_s=2.0)
+    dec = StationDecoder(station="checkpoint" | "sampling", debounce_s=2.0)  # 12 ms budget
     reads = dec.decode(frame)       # new reads (debounced), frame = BGR or gray ndarray
     reads = dec.read(frame)         # every read in this frame, no debounce
     dec.reset()                     # a new scene: forget tracked regions and debounce
@@ -19,10 +19,20 @@ The pipeline and why each stage exists are described in :mod:`.pipeline`; the be
 that holds it to its goals is :mod:`.bench` (``checkpost bench decode``).
 """
 
-from .pipeline import CODE128, QR, Debouncer, Read, StationDecoder, decode_image, decode_image_file
+from .pipeline import (
+    CODE128,
+    DEFAULT_BUDGET_MS,
+    QR,
+    Debouncer,
+    Read,
+    StationDecoder,
+    decode_image,
+    decode_image_file,
+)
 
 __all__ = [
     "CODE128",
+    "DEFAULT_BUDGET_MS",
     "QR",
     "Debouncer",
     "Read",

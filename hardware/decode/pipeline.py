@@ -69,6 +69,11 @@ import numpy as np
 QR = "QR"
 CODE128 = "Code128"
 
+# CPU ms of fallbacks per frame: what a station runs (`[camera] decode_budget_ms`) and what
+# `checkpost bench decode` measures by default. On seeds 5150, 8675309 and 777001 (never
+# tuned on) 12 ms read 88.4 % of QR against 87.1 % at 10 ms, p95 12.0-12.4 ms per frame.
+DEFAULT_BUDGET_MS = 12.0
+
 # What a station accepts per format. Code 128 on tubes and boxes carries digits (a tube)
 # or BOX + digits; allowing any text would let a partial read of a label's printed digits
 # or a shipping label reach the sampling workflow.
@@ -152,7 +157,7 @@ class StationDecoder:
     def __init__(
         self,
         station: str = "sampling",
-        budget_ms: float = 10.0,
+        budget_ms: float = DEFAULT_BUDGET_MS,
         debounce_s: float = 2.0,
         track: bool = True,
         accept: dict[str, str] | None = None,
@@ -797,11 +802,14 @@ class StationDecoder:
                     reg.resume = start
                 return
             # the box is a rectangle, so the quad is a parallelogram: an affine warp is the
-            # same strip (within a grey level) for 10 % less than a perspective one
+            # same strip (within a grey level) for 10 % less than a perspective one.
+            # Bilinear, not bicubic: 0.2 ms less per Code 128 frame's median, and as many
+            # tubes and labels read (370 vs 369 on seeds 5150, 777001, 8675309; 131 vs 130
+            # on 20261123)
             dst = np.array([[0, 0], [ow, 0], [0, oh]], np.float32)
             aff = cv2.getAffineTransform(quad[[0, 1, 3]], dst)
             strip = cv2.warpAffine(
-                gray, aff, (ow, oh), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
+                gray, aff, (ow, oh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
             )
             hom = np.vstack([aff, [0.0, 0.0, 1.0]])
             if reg is not None:
