@@ -19,7 +19,7 @@ import signal
 import threading
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from checkpost.hub.command_sender import CommandSender, ack_view
@@ -49,16 +49,10 @@ class Presence:
         self.topics = Topics(cfg.hub.topic_root)
         self.session = int(time.time())
         self.publisher = publisher
-        death = HubStatus(
-            state="offline",
-            session=self.session,
-            policy=publisher.version("policy"),
-            trust=publisher.version("trust"),
-        )
         self.link = Link(
             cfg.hub.broker,
             f"{cfg.hub.share_group}-api",
-            will=(self.topics.hub_status, encode(death), 1, True),
+            will=(self.topics.hub_status, self._status("offline", ts=0.0), 1, True),
         )
         self.fleet = fleet
         self.commands = CommandSender(self.link, self.topics)
@@ -70,16 +64,23 @@ class Presence:
         # Birth and documents again on every reconnect (retained state may be gone).
         self.link.on_connected.append(self.announce)
 
-    def birth(self) -> None:
-        """The retained birth, with the versions of the documents published."""
-        birth = HubStatus(
-            state="online",
-            session=self.session,
-            ts=time.time(),
-            policy=self.publisher.version("policy"),
-            trust=self.publisher.version("trust"),
+    def _status(self, state: Literal["online", "offline"], ts: float) -> bytes:
+        """Birth, death or will: the session and the versions of the documents published."""
+        return encode(
+            HubStatus(
+                state=state,
+                session=self.session,
+                ts=ts,
+                policy=self.publisher.version("policy"),
+                trust=self.publisher.version("trust"),
+            )
         )
-        self.link.publish(self.topics.hub_status, encode(birth), 1, retain=True)
+
+    def birth(self) -> None:
+        """The retained birth."""
+        self.link.publish(
+            self.topics.hub_status, self._status("online", time.time()), 1, retain=True
+        )
 
     def announce(self) -> None:
         self.publisher.publish(self.link)
@@ -102,14 +103,8 @@ class Presence:
     async def stop(self) -> None:
         """The retained death, acknowledged by the broker before the link closes: a clean
         disconnect discards the will, so a death lost here would leave "online" retained."""
-        death = HubStatus(
-            state="offline",
-            session=self.session,
-            ts=time.time(),
-            policy=self.publisher.version("policy"),
-            trust=self.publisher.version("trust"),
-        )
-        self.link.publish(self.topics.hub_status, encode(death), 1, retain=True)
+        death = self._status("offline", time.time())
+        self.link.publish(self.topics.hub_status, death, 1, retain=True)
         try:
             await self.link.drained(2.0)
         except TimeoutError as exc:
