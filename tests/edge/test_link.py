@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -134,8 +135,11 @@ def test_status_retained_with_session_and_will(tmp_path: Path, issuer: Any, brok
         wait_for(lambda: watch.statuses("cp-st"), what="retained status")
         first = watch.statuses("cp-st")[0]
         assert (first.state, first.session, first.station) == ("online", s1, "checkpoint")
-        sock = unit.link.client.socket()
-        sock.close()
+        # The connection torn down under the client (as a network drop would): shutdown,
+        # not close, so paho's own threads see the end of the stream on a socket that is
+        # still theirs. Closing its descriptor from here raced them, and once in a CI run
+        # the client never reconnected within 30 s.
+        unit.link.client.socket().shutdown(socket.SHUT_RDWR)
         wait_for(
             lambda: any(s.state == "offline" and s.session == s1 for s in watch.statuses("cp-st")),
             what="will",
